@@ -1,0 +1,64 @@
+"""Generations: `POST /generations`, `GET /generations/{id}`, and the `ModelVersionActivated`
+consumer that releases generations waiting for a model (same function, two kinds of event)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lorapin.api import build_resolver, caller_id, json_response
+from lorapin.events import MODEL_VERSION_ACTIVATED
+from lorapin.generation import GenerationRequest, Generations
+from lorapin.observability import count, logger, metrics, tracer
+from lorapin.runtime import get_runtime
+from lorapin.views import generation_view
+
+runtime = get_runtime()  # settings validated at cold start
+app = build_resolver()
+
+
+def _generations() -> Generations:
+    return Generations(runtime.repository, lambda: runtime.replicate, lambda: runtime.media,
+                       runtime.prediction_webhook_url)
+
+
+@app.post("/generations")
+def create_generation(request: Annotated[GenerationRequest, Body()]) -> Response:
+    user_id = caller_id(app)
+    generation = _generations().request(user_id, request)
+    count("GenerationsRequested")
+    logger.info("generation requested", extra={"generation_id": generation.generation_id,
+                                               "status": generation.status,
+                                               "model_version_ref": generation.model_version_ref})
+    return json_response(202, {"generation": generation_view(generation, runtime.media.presigned_get)})
+
+
+@app.get("/generations/<generation_id>")
+def get_generation(generation_id: str) -> Response:
+    generation = _generations().get(caller_id(app), generation_id)
+    return json_response(200, {"generation": generation_view(generation, runtime.media.presigned_get)})
+
+
+def release_waiting(event: dict[str, Any]) -> dict[str, Any]:
+    """EventBridge: a version became current; start what waited for it. Duplicates are no-ops."""
+    detail = event.get("detail") or {}
+    logger.append_keys(correlation_id=detail.get("training_id") or event.get("id"))
+    released = _generations().release_waiting(str(detail["user_id"]), str(detail["version_id"]))
+    logger.info("waiting generations released", extra={"user_id": detail.get("user_id"),
+                                                       "version_id": detail.get("version_id"),
+                                                       "released": released})
+    count("GenerationsReleased", released)
+    return {"released": released}
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("detail-type") == MODEL_VERSION_ACTIVATED:
+        return release_waiting(event)
+    return app.resolve(event, context)

@@ -1,0 +1,77 @@
+"""The HTTP side shared by every function: one resolver set-up, errors mapped in one place to
+`{"error": {"code", "message", "details"}}`, and the caller taken from the JWT's `sub` claim."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from lorapin.errors import LorapinError, Unauthorized, UpstreamUnavailable
+from lorapin.observability import logger
+
+
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps(body, default=str), headers=headers)
+
+
+def error_response(error: LorapinError) -> Response:
+    headers = None
+    if isinstance(error, UpstreamUnavailable):
+        headers = {"Retry-After": str(error.retry_after_seconds)}
+    return json_response(error.status, error.to_body(), headers)
+
+
+def _validation_details(errors: Any) -> list[dict[str, Any]]:
+    return [{"field": ".".join(str(part) for part in e.get("loc", ()) if part != "body"),
+             "message": str(e.get("msg", "invalid")), "type": str(e.get("type", ""))} for e in errors]
+
+
+def build_resolver(*, validation: bool = True) -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=validation)
+
+    @app.exception_handler(LorapinError)
+    def _domain_error(error: LorapinError) -> Response:
+        if error.status >= 500:
+            logger.warning("dependency failure", extra={"code": error.code, "reason": error.message})
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response:
+        details = _validation_details(error.errors())
+        return error_response(_Invalid(details))
+
+    @app.not_found
+    def _no_route(_: Exception) -> Response:
+        return error_response(_RouteNotFound("No such route."))
+
+    return app
+
+
+class _Invalid(LorapinError):
+    status = 422
+    code = "INVALID_REQUEST"
+
+    def __init__(self, details: list[dict[str, Any]]) -> None:
+        super().__init__("The request is not valid: " + "; ".join(f"{d['field'] or 'body'}: {d['message']}"
+                                                                  for d in details[:5]), details=details)
+
+
+class _RouteNotFound(LorapinError):
+    status = 404
+    code = "ROUTE_NOT_FOUND"
+
+
+def caller_id(app: APIGatewayHttpResolver) -> str:
+    """The user is the token's `sub` (put there by API Gateway's JWT authorizer), never a body field."""
+    try:
+        claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    except (AttributeError, KeyError, TypeError):
+        claims = {}
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("No authenticated user.", code="UNAUTHENTICATED")
+    return sub

@@ -1,0 +1,378 @@
+"""Data access for models, trainings, versions and generations (PynamoDB).
+
+Every write that moves the current version carries its guard as a DynamoDB condition (I1), so
+two deliveries racing each other cannot both win: the loser gets `GuardRejected` and the caller
+re-reads and decides again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.transactions import TransactWrite
+
+from lorapin.clock import now_iso
+from lorapin.events import ModelVersionActivated, TrainingFailed, to_outbox
+from lorapin.settings import Settings
+from lorapin.tables import (
+    ACTIVE_SHARD,
+    GenerationItem,
+    ModelItem,
+    TrainingItem,
+    VersionInfo,
+    VersionItem,
+    bind_tables,
+)
+from lorapin.versions import VersionRef
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class GuardRejected(Exception):
+    """A conditional write lost: the stored state changed since it was read."""
+
+
+def _condition_failed(exc: Exception) -> bool:
+    if isinstance(exc, TransactWriteError):
+        return any(reason is not None and reason.code == CONDITION_FAILED for reason in exc.cancellation_reasons)
+    return getattr(exc, "cause_response_code", None) == CONDITION_FAILED
+
+
+class Repository:
+    def __init__(self, settings: Settings) -> None:
+        bind_tables(settings)
+        self._connection = Connection(region=settings.aws_region, host=settings.aws_endpoint_url)
+
+    # --- reads -------------------------------------------------------------------------------
+    @staticmethod
+    def get_model(user_id: str) -> ModelItem | None:
+        try:
+            return ModelItem.get(user_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    @staticmethod
+    def get_training(training_id: str) -> TrainingItem | None:
+        try:
+            return TrainingItem.get(training_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    @staticmethod
+    def find_training_by_replicate_id(replicate_training_id: str) -> TrainingItem | None:
+        for item in TrainingItem.by_replicate_id.query(replicate_training_id, limit=1):
+            return Repository.get_training(item.training_id)  # the index is eventually consistent
+        return None
+
+    @staticmethod
+    def trainings_of(user_id: str, *, limit: int = 50) -> list[TrainingItem]:
+        return list(TrainingItem.by_user.query(user_id, scan_index_forward=False, limit=limit))
+
+    @staticmethod
+    def versions_of(user_id: str) -> list[VersionItem]:
+        """Every version of the user's destination, newest first."""
+        versions = list(VersionItem.query(user_id, consistent_read=True))
+        return sorted(versions, key=lambda v: (v.seq, v.created_at), reverse=True)
+
+    @staticmethod
+    def get_version(user_id: str, version_id: str) -> VersionItem | None:
+        try:
+            return VersionItem.get(user_id, version_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    @staticmethod
+    def get_generation(generation_id: str) -> GenerationItem | None:
+        try:
+            return GenerationItem.get(generation_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    @staticmethod
+    def waiting_generations(user_id: str) -> Iterator[GenerationItem]:
+        yield from GenerationItem.waiting.query(user_id)
+
+    # --- training completion (the webhook and the reconciler) ------------------------------------
+    def apply_activation(self, training: TrainingItem, version: VersionRef, event: ModelVersionActivated) -> None:
+        """Make `version` current, guarded by the training's seq (I1); record it in the history.
+
+        Model, training and version change in one transaction, and the training keeps
+        `pending_event` until the event is published (the outbox half of I5).
+        """
+        activated_at = event.activated_at
+        current = VersionInfo(id=version.id, ref=version.ref, trigger_word=training.trigger_word,
+                              training_id=training.training_id, seq=training.seq, activated_at=activated_at,
+                              reason="training")
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.update(
+                    ModelItem(training.user_id),
+                    actions=[
+                        ModelItem.current_version.set(current),
+                        ModelItem.applied_seq.set(training.seq),
+                        ModelItem.status.set("ready"),
+                        ModelItem.updated_at.set(activated_at),
+                    ],
+                    condition=(ModelItem.applied_seq < training.seq)
+                    & (ModelItem.destination == training.destination),
+                )
+                tx.update(TrainingItem(training.training_id),
+                          actions=self._success_actions(version, activated_at, to_outbox(event)),
+                          condition=TrainingItem.status.is_in("starting", "processing"))
+                tx.save(self._version_item(training, version, activated_at),
+                        condition=VersionItem.version_id.does_not_exist())
+        except TransactWriteError as exc:
+            if _condition_failed(exc):
+                raise GuardRejected(str(exc)) from exc
+            raise
+
+    def record_stale_success(self, training: TrainingItem, version: VersionRef, *, completed_at: str) -> None:
+        """A late success: keep the version in the history, leave the current version alone."""
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.update(TrainingItem(training.training_id),
+                          actions=self._success_actions(version, completed_at, None),
+                          condition=TrainingItem.status.is_in("starting", "processing", "failed", "canceled"))
+                tx.save(self._version_item(training, version, completed_at),
+                        condition=VersionItem.version_id.does_not_exist())
+        except TransactWriteError as exc:
+            if _condition_failed(exc):
+                raise GuardRejected(str(exc)) from exc
+            raise
+
+    @staticmethod
+    def _success_actions(version: VersionRef, completed_at: str, pending_event: dict[str, Any] | None) -> list[Any]:
+        actions = [
+            TrainingItem.status.set("succeeded"),
+            TrainingItem.version_id.set(version.id),
+            TrainingItem.completed_at.set(completed_at),
+            TrainingItem.error.remove(),
+            TrainingItem.active_shard.remove(),
+        ]
+        actions.append(TrainingItem.pending_event.set(pending_event) if pending_event
+                       else TrainingItem.pending_event.remove())
+        return actions
+
+    @staticmethod
+    def _version_item(training: TrainingItem, version: VersionRef, created_at: str) -> VersionItem:
+        return VersionItem(training.user_id, version.id, ref=version.ref, destination=training.destination,
+                           trigger_word=training.trigger_word, training_id=training.training_id, seq=training.seq,
+                           image_count=training.image_count, created_at=created_at)
+
+    @staticmethod
+    def record_failure(training: TrainingItem, event: TrainingFailed, *, completed_at: str) -> None:
+        """I3: a failed or canceled training is recorded; the model's current version is not touched."""
+        try:
+            training.update(
+                actions=[
+                    TrainingItem.status.set(event.status),
+                    TrainingItem.error.set(event.error or event.status),
+                    TrainingItem.completed_at.set(completed_at),
+                    TrainingItem.pending_event.set(to_outbox(event)),
+                    TrainingItem.active_shard.remove(),
+                ],
+                condition=TrainingItem.status.is_in("starting", "processing"),
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                raise GuardRejected(str(exc)) from exc
+            raise
+
+    @staticmethod
+    def record_progress(training: TrainingItem, status: str) -> None:
+        try:
+            training.update(actions=[TrainingItem.status.set(status)],
+                            condition=TrainingItem.status.is_in("starting", "processing"))
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+
+    @staticmethod
+    def mark_event_published(training_id: str) -> None:
+        TrainingItem(training_id).update(actions=[TrainingItem.pending_event.remove()],
+                                         condition=TrainingItem.training_id.exists())
+
+    @staticmethod
+    def settle_model_after_training(user_id: str, training_id: str) -> None:
+        """Free the user's training slot (I2) if this training holds it; fix the status of a model
+        whose only trainings failed. Idempotent: a no-op when another training holds the slot."""
+        try:
+            ModelItem(user_id).update(
+                actions=[ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())],
+                condition=ModelItem.in_flight_training_id == training_id,
+            )
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+            return
+        try:
+            ModelItem(user_id).update(actions=[ModelItem.status.set("failed")],
+                                      condition=ModelItem.current_version.does_not_exist()
+                                      & ModelItem.in_flight_training_id.does_not_exist())
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+
+    # --- rollback --------------------------------------------------------------------------------
+    @staticmethod
+    def pin_version(model: ModelItem, version: VersionItem, *, activated_at: str) -> None:
+        """Rollback: pin an earlier version of the same destination. The high-water mark stays (I1)."""
+        current = VersionInfo(id=version.version_id, ref=version.ref, trigger_word=version.trigger_word,
+                              training_id=version.training_id, seq=version.seq, activated_at=activated_at,
+                              reason="rollback")
+        try:
+            model.update(
+                actions=[ModelItem.current_version.set(current), ModelItem.status.set("ready"),
+                         ModelItem.updated_at.set(activated_at)],
+                condition=ModelItem.destination == version.destination,
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                raise GuardRejected(str(exc)) from exc
+            raise
+
+    # --- generations -----------------------------------------------------------------------------
+    @staticmethod
+    def put_generation(generation: GenerationItem) -> None:
+        try:
+            generation.save(condition=GenerationItem.generation_id.does_not_exist())
+        except PutError as exc:
+            if _condition_failed(exc):
+                raise GuardRejected(str(exc)) from exc
+            raise
+
+    @staticmethod
+    def claim_waiting_generation(generation: GenerationItem, *, version_ref: str, prompt: str) -> bool:
+        """Move a waiting generation to `starting` with the version that releases it; False if
+        another consumer (a duplicate event) got there first."""
+        try:
+            generation.update(
+                actions=[
+                    GenerationItem.status.set("starting"),
+                    GenerationItem.model_version_ref.set(version_ref),
+                    GenerationItem.prompt.set(prompt),
+                    GenerationItem.waiting_user_id.remove(),
+                    GenerationItem.active_shard.set(ACTIVE_SHARD),
+                ],
+                condition=GenerationItem.status == "waiting_for_model",
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def return_to_waiting(generation: GenerationItem) -> None:
+        generation.update(actions=[
+            GenerationItem.status.set("waiting_for_model"),
+            GenerationItem.model_version_ref.remove(),
+            GenerationItem.waiting_user_id.set(generation.user_id),
+            GenerationItem.active_shard.remove(),
+        ], condition=GenerationItem.status == "starting")
+
+    @staticmethod
+    def attach_prediction(generation: GenerationItem, prediction_id: str, status: str) -> None:
+        generation.update(actions=[GenerationItem.replicate_prediction_id.set(prediction_id),
+                                   GenerationItem.status.set(status)])
+
+    @staticmethod
+    def fail_generation(generation: GenerationItem, *, error: str, completed_at: str) -> None:
+        generation.update(actions=[
+            GenerationItem.status.set("failed"), GenerationItem.error.set(error),
+            GenerationItem.completed_at.set(completed_at), GenerationItem.active_shard.remove(),
+            GenerationItem.waiting_user_id.remove(),
+        ])
+
+    @staticmethod
+    def complete_generation(generation: GenerationItem, *, status: str, output_keys: list[str],
+                            error: str | None, completed_at: str) -> bool:
+        """Record a prediction's outcome once; False when it was already recorded (a duplicate)."""
+        actions: list[Any] = [
+            GenerationItem.status.set(status),
+            GenerationItem.output_keys.set(output_keys),  # type: ignore[arg-type]
+            GenerationItem.completed_at.set(completed_at),
+            GenerationItem.active_shard.remove(),
+        ]
+        actions.append(GenerationItem.error.set(error) if error else GenerationItem.error.remove())
+        try:
+            generation.update(actions=actions, condition=GenerationItem.status.is_in("starting", "processing"))
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+
+class TrainingInProgress(Exception):
+    """I2: the user already has a training in flight."""
+
+    def __init__(self, training_id: str | None) -> None:
+        super().__init__(f"training {training_id} is still in flight")
+        self.training_id = training_id
+
+
+class TrainingStarts:
+    """The writes around starting a training (the only path that starts one, first or re-)."""
+
+    def __init__(self, repository: Repository) -> None:
+        self._connection = repository._connection
+
+    def begin(self, model: ModelItem | None, training: TrainingItem, *, new_model: ModelItem | None = None) -> None:
+        """Claim the user's training slot and record the training, in one transaction (I2).
+
+        `training.seq` must be `model.last_seq + 1` (or 1 for a first training); the condition on
+        `last_seq` turns a concurrent start into a clean conflict instead of two trainings.
+        """
+        now = training.created_at
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                if model is None:
+                    assert new_model is not None
+                    new_model.last_seq = training.seq
+                    new_model.in_flight_training_id = training.training_id
+                    new_model.last_photo_manifest = training.photo_manifest
+                    tx.save(new_model, condition=ModelItem.user_id.does_not_exist())
+                else:
+                    actions: list[Any] = [
+                        ModelItem.last_seq.set(training.seq),
+                        ModelItem.in_flight_training_id.set(training.training_id),
+                        ModelItem.last_photo_manifest.set(training.photo_manifest),
+                        ModelItem.updated_at.set(now),
+                    ]
+                    if model.current_version is None:
+                        actions.append(ModelItem.status.set("training"))
+                    tx.update(model, actions=actions,
+                              condition=ModelItem.in_flight_training_id.does_not_exist()
+                              & (ModelItem.last_seq == int(model.last_seq or 0))
+                              & (ModelItem.trigger_word == training.trigger_word)
+                              & (ModelItem.destination == training.destination))
+                tx.save(training, condition=TrainingItem.training_id.does_not_exist())
+        except TransactWriteError as exc:
+            if _condition_failed(exc):
+                raise GuardRejected(str(exc)) from exc
+            raise
+
+    @staticmethod
+    def attach_replicate_training(training: TrainingItem, replicate_training_id: str, status: str) -> None:
+        training.update(actions=[
+            TrainingItem.replicate_training_id.set(replicate_training_id),
+            TrainingItem.status.set(status if status in ("starting", "processing") else "starting"),
+            TrainingItem.active_shard.set(ACTIVE_SHARD),
+        ], condition=TrainingItem.replicate_training_id.does_not_exist())
+
+    def abandon(self, training: TrainingItem, *, error: str, previous_manifest: Any) -> None:
+        """`trainings.create` failed: mark the training failed and free the slot, so the user can retry."""
+        with TransactWrite(connection=self._connection) as tx:
+            tx.update(TrainingItem(training.training_id), actions=[
+                TrainingItem.status.set("failed"), TrainingItem.error.set(error),
+                TrainingItem.completed_at.set(now_iso()), TrainingItem.active_shard.remove(),
+            ])
+            tx.update(ModelItem(training.user_id), actions=[
+                ModelItem.in_flight_training_id.remove(),
+                ModelItem.last_photo_manifest.set(previous_manifest),
+                ModelItem.updated_at.set(now_iso()),
+            ], condition=ModelItem.in_flight_training_id == training.training_id)

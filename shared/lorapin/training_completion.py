@@ -1,0 +1,115 @@
+"""Apply a finished (or progressing) training to the stored state: the webhook's and the
+reconciler's shared path. Decide (pure) → guarded write → event → free the training slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lorapin.clock import now_iso
+from lorapin.completion import (
+    Action,
+    CompletionDecision,
+    Outcome,
+    StoredModel,
+    StoredTraining,
+    decide_completion,
+)
+from lorapin.events import EventPublisher, ModelVersionActivated, TrainingFailed
+from lorapin.replicate_objects import ReplicateTraining
+from lorapin.repository import GuardRejected, Repository
+from lorapin.tables import ModelItem, TrainingItem
+
+MAX_ATTEMPTS = 3  # a lost guard means someone else moved the state: re-read and decide again
+
+
+class RejectedCompletion(Exception):
+    """A genuine delivery whose content cannot be applied (e.g. an unusable output.version)."""
+
+
+class TrainingNotYetRecorded(Exception):
+    """The training exists but its Replicate id is not stored yet: ask for a redelivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    outcome: Outcome
+    decision: CompletionDecision
+    user_id: str | None = None
+    training_id: str | None = None
+
+
+def stored_training(item: TrainingItem) -> StoredTraining:
+    return StoredTraining(training_id=item.training_id, replicate_training_id=item.replicate_training_id,
+                          seq=int(item.seq), destination=item.destination, trainer_version=item.trainer_version,
+                          status=item.status, version_id=item.version_id)
+
+
+def stored_model(item: ModelItem) -> StoredModel:
+    current = item.current_version.id if item.current_version else None
+    return StoredModel(applied_seq=int(item.applied_seq or 0), current_version_id=current)
+
+
+class TrainingCompletion:
+    def __init__(self, repository: Repository, publisher: EventPublisher) -> None:
+        self._repository = repository
+        self._publisher = publisher
+
+    def apply(self, training: ReplicateTraining, *, training_id_hint: str | None = None) -> CompletionResult:
+        for _ in range(MAX_ATTEMPTS):
+            record = self._find(training, training_id_hint)
+            model = self._repository.get_model(record.user_id) if record else None
+            decision = decide_completion(training, stored_training(record) if record else None,
+                                         stored_model(model) if model else None)
+            if decision.action is Action.REJECT:
+                raise RejectedCompletion(decision.reason)
+            if record is None or model is None or decision.outcome is None:
+                return CompletionResult(Outcome.IGNORED_UNKNOWN, decision)
+            try:
+                self._act(decision, record, model)
+            except GuardRejected:
+                continue
+            return CompletionResult(decision.outcome, decision, record.user_id, record.training_id)
+        raise RuntimeError(f"training {training.id}: state kept changing under {MAX_ATTEMPTS} attempts")
+
+    def _find(self, training: ReplicateTraining, hint: str | None) -> TrainingItem | None:
+        record = (self._repository.get_training(hint) if hint
+                  else self._repository.find_training_by_replicate_id(training.id))
+        if record is not None and record.replicate_training_id is None and record.status == "starting":
+            raise TrainingNotYetRecorded(f"training {record.training_id} is still being created")
+        return record
+
+    def _act(self, decision: CompletionDecision, record: TrainingItem, model: ModelItem) -> None:
+        now = now_iso()
+        if decision.action is Action.ACTIVATE:
+            assert decision.version is not None
+            event = ModelVersionActivated(
+                user_id=record.user_id, destination=record.destination, version_id=decision.version.id,
+                version_ref=decision.version.ref, trigger_word=record.trigger_word,
+                training_id=record.training_id, seq=int(record.seq),
+                previous_version_id=model.current_version.id if model.current_version else None,
+                reason="training", activated_at=now)
+            self._repository.apply_activation(record, decision.version, event)
+            self._publish_pending(record.training_id)
+        elif decision.action is Action.RECORD_STALE_SUCCESS:
+            assert decision.version is not None
+            self._repository.record_stale_success(record, decision.version, completed_at=now)
+        elif decision.action is Action.RECORD_FAILURE:
+            failed = TrainingFailed(user_id=record.user_id, training_id=record.training_id,
+                                    status=decision.status or "failed", error=decision.error,
+                                    current_version_id=model.current_version.id if model.current_version else None)
+            self._repository.record_failure(record, failed, completed_at=now)
+            self._publish_pending(record.training_id)
+        elif decision.action is Action.RECORD_PROGRESS:
+            self._repository.record_progress(record, decision.status or "processing")
+            return
+        elif decision.action is Action.DUPLICATE and record.pending_event:
+            # An earlier delivery committed the state but could not publish: finish its job (I5).
+            self._publish_pending(record.training_id)
+        self._repository.settle_model_after_training(record.user_id, record.training_id)
+
+    def _publish_pending(self, training_id: str) -> None:
+        record = self._repository.get_training(training_id)
+        if record is None or not record.pending_event:
+            return
+        self._publisher.publish_outbox(record.pending_event)
+        self._repository.mark_event_published(training_id)

@@ -1,0 +1,23 @@
+"""Test-wide set-up. moto is imported before any boto3 client exists, and every test runs with
+fake credentials and a region so that nothing can reach real AWS."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "Lorapin",
+    "POWERTOOLS_SERVICE_NAME": "lorapin",
+    "POWERTOOLS_DEV": "false",
+})
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+import moto  # noqa: F401  - must come before any boto3 client
+
+pytest_plugins = ["tests.fixtures"]

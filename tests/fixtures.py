@@ -1,0 +1,47 @@
+"""Shared fixtures: moto (in-process and over HTTP), the Replicate emulator, the resources of
+`template.yaml`, and the functions loaded from it."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.harness import Harness
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's server on 127.0.0.1: a real HTTP connection, shared by the session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Any]:
+    from infra.local.replicate_emulator import ReplicateEmulator
+
+    with ReplicateEmulator(training_seconds=0.2, prediction_seconds=0.1) as running:
+        yield running
+
+
+@pytest.fixture
+def harness(moto_server: str, emulator: Any) -> Iterator[Harness]:
+    """The integration world: template resources on moto's server (a fresh prefix per test), the
+    emulator over HTTP, and the functions behind a local HTTP API that the emulator's webhooks reach."""
+    with Harness.start(moto_server, emulator, prefix=f"t{uuid.uuid4().hex[:10]}") as world:
+        yield world

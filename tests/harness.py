@@ -1,0 +1,172 @@
+"""One place that assembles the local world for integration tests and the local stack alike."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from infra.local.apigw import http_api_event
+from infra.local.aws_stack import LocalAwsStack, provision
+from infra.local.dispatcher import EventDispatcher
+from infra.local.functions import apply_environment, load_handler
+from infra.local.http_api import FunctionPool, LocalHttpApi
+from infra.local.template import Template
+from infra.local.tokens import issue_token
+from lorapin.webhook_signature import sign_webhook
+
+LOCAL_OWNER = "lorapin-test"
+
+
+@dataclass
+class Harness:
+    stack: LocalAwsStack
+    emulator: Any
+    api: LocalHttpApi
+    dispatcher: EventDispatcher
+    pools: dict[str, FunctionPool]
+    template: Template
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, endpoint_url: str | None, emulator: Any, *, prefix: str = "lorapin-local",
+              template: Template | None = None, pool_size: int = 2) -> Iterator[Harness]:
+        from infra.local.replicate_emulator import TRAINER_VERSION_ID
+
+        template = template or Template()
+        saved = {key: os.environ.get(key) for key in ("AWS_ENDPOINT_URL", "PUBLIC_API_URL")}
+        # The API's port must be known before the functions' environment is computed.
+        api = LocalHttpApi(template.routes(), {})
+        stack = provision(template, endpoint_url=endpoint_url, prefix=prefix, api_url=api.url,
+                          parameters={"TrainerVersion": TRAINER_VERSION_ID, "ReplicateOwner": LOCAL_OWNER,
+                                      "Stage": "dev"},
+                          secret_value={"api_token": "r8_local",
+                                        "webhook_signing_secret": emulator.signing_secret},
+                          env_overrides={"REPLICATE_BASE_URL": emulator.url})
+        pools = {}
+        for function_id, spec in template.functions().items():
+            env = stack.function_env[function_id]
+            pools[function_id] = FunctionPool(function_id, lambda s=spec, e=env: load_handler(s, e), pool_size)
+        api.pools.update(pools)
+        api.start()
+        dispatcher = EventDispatcher(stack, pools).start()
+        world = cls(stack, emulator, api, dispatcher, pools, template, saved)
+        try:
+            yield world
+        finally:
+            dispatcher.stop()
+            api.stop()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    # --- talking to the API as a frontend would -------------------------------------------------
+    def call(self, method: str, path: str, *, user: str | None = None, body: Any = None,
+             headers: dict[str, str] | None = None) -> requests.Response:
+        all_headers = {"content-type": "application/json", **(headers or {})}
+        if user:
+            all_headers["authorization"] = f"Bearer {issue_token(user)}"
+        data = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
+        return requests.request(method, f"{self.api.url}{path}", data=data, headers=all_headers, timeout=30)
+
+    # --- the data layer, as the training API would use it ---------------------------------------
+    def env(self, function_id: str = "ReplicateWebhookFunction") -> dict[str, str]:
+        return self.stack.function_env[function_id]
+
+    def use_function_env(self, function_id: str = "ReplicateWebhookFunction") -> None:
+        apply_environment(self.env(function_id))
+
+    def name(self, logical_id: str) -> str:
+        return self.stack.names[logical_id]
+
+    def signed_webhook(self, kind: str, payload: dict[str, Any], *, query: str = "", webhook_id: str | None = None,
+                       at: int | None = None, secret: str | None = None) -> dict[str, Any]:
+        """An API Gateway event of a webhook delivery, signed like Replicate signs it."""
+        raw = json.dumps(payload)
+        headers = {"content-type": "application/json", **sign_webhook(
+            raw, secret or self.emulator.signing_secret, webhook_id=webhook_id or f"msg_{time.time_ns()}",
+            timestamp=int(time.time()) if at is None else at)}
+        return http_api_event("POST", f"/webhooks/replicate/{kind}", body=raw, headers=headers, query=query)
+
+    def post_webhook(self, kind: str, payload: dict[str, Any], **kwargs: Any) -> requests.Response:
+        event = self.signed_webhook(kind, payload, **kwargs)
+        url = f"{self.api.url}/webhooks/replicate/{kind}"
+        if event.get("rawQueryString"):
+            url += "?" + event["rawQueryString"]
+        return requests.post(url, data=event["body"], headers=event["headers"], timeout=30)
+
+    def queue_messages(self, queue_url: str, *, wait: float = 2.0) -> list[dict[str, Any]]:
+        sqs = self.stack.client("sqs")
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            found.extend(json.loads(m["Body"]) for m in batch.get("Messages", []))
+            if found:
+                break
+            time.sleep(0.1)
+        return found
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll until `condition()` is truthy; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", image_count: int = 12) -> str:
+    """Start a training the way the training API does (slot claimed, seq assigned, Replicate
+    training created with our webhook), without photos: for tests of the core pipeline."""
+    from lorapin.clock import new_id, now_iso
+    from lorapin.replicate_gateway import ReplicateGateway
+    from lorapin.repository import Repository, TrainingStarts
+    from lorapin.runtime import Runtime
+    from lorapin.settings import Settings
+    from lorapin.tables import ModelItem, TrainingItem
+    from lorapin.versions import ModelName
+
+    world.use_function_env("TrainingApiFunction" if "TrainingApiFunction" in world.stack.function_env
+                           else "ReplicateWebhookFunction")
+    settings = Settings.from_env()
+    runtime = Runtime(settings)
+    repository = Repository(settings)
+    gateway = ReplicateGateway("r8_local", world.emulator.url)
+    model = repository.get_model(user_id)
+    now = now_iso()
+    destination = ModelName(settings.replicate_owner, f"lorapin-{user_id}")
+    new_model = None
+    if model is None:
+        if not gateway.model_exists(destination):
+            gateway.create_model(destination)
+        new_model = ModelItem(user_id, destination=str(destination), trigger_word=trigger_word, status="training",
+                              created_at=now, updated_at=now)
+    training = TrainingItem(new_id("trn"), user_id=user_id, seq=int(model.last_seq if model else 0) + 1,
+                            status="starting", mode="replace", image_count=image_count,
+                            trigger_word=model.trigger_word if model else trigger_word,
+                            destination=model.destination if model else str(destination),
+                            trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,
+                            params={"steps": 1000}, created_at=now)
+    TrainingStarts(repository).begin(model, training, new_model=new_model)
+    created = gateway.create_training(
+        trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,
+        destination=ModelName.parse(training.destination),
+        input={"input_images": "https://example.invalid/photos.zip", "trigger_word": training.trigger_word},
+        webhook=runtime.training_webhook_url(training.training_id))
+    TrainingStarts.attach_replicate_training(training, created.id, created.status)
+    return training.training_id
