@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -45,3 +46,26 @@ def harness(moto_server: str, emulator: Any) -> Iterator[Harness]:
     emulator over HTTP, and the functions behind a local HTTP API that the emulator's webhooks reach."""
     with Harness.start(moto_server, emulator, prefix=f"t{uuid.uuid4().hex[:10]}") as world:
         yield world
+
+
+@pytest.fixture
+def in_process_aws() -> Iterator[Any]:
+    """moto in-process with every resource of template.yaml, and the functions' environment set."""
+    from moto import mock_aws
+
+    from infra.local.aws_stack import provision
+    from infra.local.functions import apply_environment
+    from infra.local.template import Template
+
+    saved = dict(os.environ)
+    with mock_aws():
+        stack = provision(Template(), endpoint_url=None, parameters={"ReplicateOwner": "acme"},
+                          secret_value={"api_token": "r8_unit", "webhook_signing_secret": UNIT_SIGNING_SECRET},
+                          env_overrides={"REPLICATE_BASE_URL": "http://127.0.0.1:9"})
+        apply_environment(stack.function_env["ReplicateWebhookFunction"])
+        yield stack
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+UNIT_SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -7,67 +7,57 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from infra.local.apigw import http_api_event
-from infra.local.aws_stack import LocalAwsStack, provision
+from infra.local.aws_stack import LocalAwsStack
 from infra.local.dispatcher import EventDispatcher
-from infra.local.functions import apply_environment, load_handler
-from infra.local.http_api import FunctionPool, LocalHttpApi
+from infra.local.functions import apply_environment
+from infra.local.http_api import LocalHttpApi
+from infra.local.stack import LocalStack
 from infra.local.template import Template
 from infra.local.tokens import issue_token
 from lorapin.webhook_signature import sign_webhook
 
-LOCAL_OWNER = "lorapin-test"
-
 
 @dataclass
 class Harness:
-    stack: LocalAwsStack
-    emulator: Any
-    api: LocalHttpApi
-    dispatcher: EventDispatcher
-    pools: dict[str, FunctionPool]
-    template: Template
-    _saved_env: dict[str, str | None] = field(default_factory=dict)
+    local: LocalStack
 
     @classmethod
     @contextlib.contextmanager
     def start(cls, endpoint_url: str | None, emulator: Any, *, prefix: str = "lorapin-local",
-              template: Template | None = None, pool_size: int = 2) -> Iterator[Harness]:
-        from infra.local.replicate_emulator import TRAINER_VERSION_ID
-
-        template = template or Template()
-        saved = {key: os.environ.get(key) for key in ("AWS_ENDPOINT_URL", "PUBLIC_API_URL")}
-        # The API's port must be known before the functions' environment is computed.
-        api = LocalHttpApi(template.routes(), {})
-        stack = provision(template, endpoint_url=endpoint_url, prefix=prefix, api_url=api.url,
-                          parameters={"TrainerVersion": TRAINER_VERSION_ID, "ReplicateOwner": LOCAL_OWNER,
-                                      "Stage": "dev"},
-                          secret_value={"api_token": "r8_local",
-                                        "webhook_signing_secret": emulator.signing_secret},
-                          env_overrides={"REPLICATE_BASE_URL": emulator.url})
-        pools = {}
-        for function_id, spec in template.functions().items():
-            env = stack.function_env[function_id]
-            pools[function_id] = FunctionPool(function_id, lambda s=spec, e=env: load_handler(s, e), pool_size)
-        api.pools.update(pools)
-        api.start()
-        dispatcher = EventDispatcher(stack, pools).start()
-        world = cls(stack, emulator, api, dispatcher, pools, template, saved)
+              template: Template | None = None) -> Iterator[Harness]:
+        saved = {key: os.environ.get(key) for key in ("AWS_ENDPOINT_URL", "PUBLIC_API_URL", "REPLICATE_BASE_URL")}
         try:
-            yield world
+            with LocalStack.running(aws_endpoint=endpoint_url, emulator=emulator, template=template,
+                                    prefix=prefix) as local:
+                yield cls(local)
         finally:
-            dispatcher.stop()
-            api.stop()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+    @property
+    def stack(self) -> LocalAwsStack:
+        return self.local.aws
+
+    @property
+    def emulator(self) -> Any:
+        return self.local.emulator
+
+    @property
+    def api(self) -> LocalHttpApi:
+        return self.local.api
+
+    @property
+    def dispatcher(self) -> EventDispatcher:
+        return self.local.dispatcher
 
     # --- talking to the API as a frontend would -------------------------------------------------
     def call(self, method: str, path: str, *, user: str | None = None, body: Any = None,

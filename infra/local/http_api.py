@@ -25,8 +25,15 @@ class FunctionPool:
     def __init__(self, name: str, load: Callable[[], Handler], size: int = 4) -> None:
         self.name = name
         self._idle: queue.Queue[Handler] = queue.Queue()
-        for _ in range(size):
-            self._idle.put(load())
+        self._handlers = [load() for _ in range(size)]
+        for handler in self._handlers:
+            self._idle.put(handler)
+
+    def modules(self) -> list[Any]:
+        """The loaded function modules (for fault injection in tests)."""
+        import sys
+
+        return [sys.modules[handler.__module__] for handler in self._handlers]
 
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self._idle.get()

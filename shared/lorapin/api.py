@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from lorapin.errors import LorapinError, Unauthorized, UpstreamUnavailable
+from lorapin.events import EventPublishFailed
 from lorapin.observability import logger
 
 
@@ -38,6 +39,12 @@ def build_resolver(*, validation: bool = True) -> APIGatewayHttpResolver:
         if error.status >= 500:
             logger.warning("dependency failure", extra={"code": error.code, "reason": error.message})
         return error_response(error)
+
+    @app.exception_handler(EventPublishFailed)
+    def _not_published(error: EventPublishFailed) -> Response:
+        logger.error("event not published", extra={"error": str(error)})
+        return error_response(UpstreamUnavailable("The change is saved but its event is not sent yet; retry the call.",
+                                                  code="EVENT_NOT_PUBLISHED"))
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> Response:

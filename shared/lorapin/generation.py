@@ -57,6 +57,7 @@ class Generations:
                            code="NO_MODEL")
         generation.status = "waiting_for_model"
         generation.waiting_user_id = user_id
+        generation.active_shard = ACTIVE_SHARD
         self._repository.put_generation(generation)
         # The first version may have been activated between our read and our write, and its event
         # consumer may have looked for waiting generations before ours existed: check once more.

@@ -36,3 +36,19 @@ class MediaStore:
     def presigned_get(self, key: str, *, expires_in: int = PRESIGNED_GET_SECONDS) -> str:
         return str(self._s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
                                                    ExpiresIn=expires_in))
+
+    def size(self, key: str) -> int | None:
+        """The object's size, or None when there is no such object."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self._s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def presigned_put(self, key: str, content_type: str, *, expires_in: int = PRESIGNED_GET_SECONDS) -> str:
+        return str(self._s3.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=expires_in))

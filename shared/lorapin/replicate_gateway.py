@@ -63,6 +63,13 @@ class ReplicateGateway:
             version=version.ref, input=input, webhook=webhook, webhook_events_filter=["completed"]))
         return ReplicatePrediction(id=prediction.id, status=prediction.status, version=version.id)
 
+    def get_prediction(self, prediction_id: str) -> ReplicatePrediction:
+        response = self._call(lambda: self.client._request("GET", f"/v1/predictions/{prediction_id}"))
+        return ReplicatePrediction.model_validate(response.json())
+
+    def cancel_prediction(self, prediction_id: str) -> None:
+        self._call(lambda: self.client._request("POST", f"/v1/predictions/{prediction_id}/cancel"))
+
     # --- trainings and models --------------------------------------------------------------------
     def get_training(self, training_id: str) -> ReplicateTraining:
         response = self._call(lambda: self.client._request("GET", f"/v1/trainings/{training_id}"))

@@ -37,7 +37,8 @@ class GuardRejected(Exception):
 
 def _condition_failed(exc: Exception) -> bool:
     if isinstance(exc, TransactWriteError):
-        return any(reason is not None and reason.code == CONDITION_FAILED for reason in exc.cancellation_reasons)
+        return any(reason is not None and reason.code in (CONDITION_FAILED, "ConditionalCheckFailed")
+                   for reason in exc.cancellation_reasons)
     return getattr(exc, "cause_response_code", None) == CONDITION_FAILED
 
 
@@ -150,10 +151,11 @@ class Repository:
             TrainingItem.version_id.set(version.id),
             TrainingItem.completed_at.set(completed_at),
             TrainingItem.error.remove(),
-            TrainingItem.active_shard.remove(),
         ]
-        actions.append(TrainingItem.pending_event.set(pending_event) if pending_event
-                       else TrainingItem.pending_event.remove())
+        if pending_event:  # stays on the `active` index until published, so the reconciler sees it
+            actions.append(TrainingItem.pending_event.set(pending_event))
+        else:
+            actions += [TrainingItem.pending_event.remove(), TrainingItem.active_shard.remove()]
         return actions
 
     @staticmethod
@@ -172,7 +174,6 @@ class Repository:
                     TrainingItem.error.set(event.error or event.status),
                     TrainingItem.completed_at.set(completed_at),
                     TrainingItem.pending_event.set(to_outbox(event)),
-                    TrainingItem.active_shard.remove(),
                 ],
                 condition=TrainingItem.status.is_in("starting", "processing"),
             )
@@ -192,8 +193,9 @@ class Repository:
 
     @staticmethod
     def mark_event_published(training_id: str) -> None:
-        TrainingItem(training_id).update(actions=[TrainingItem.pending_event.remove()],
-                                         condition=TrainingItem.training_id.exists())
+        TrainingItem(training_id).update(
+            actions=[TrainingItem.pending_event.remove(), TrainingItem.active_shard.remove()],
+            condition=TrainingItem.training_id.exists())
 
     @staticmethod
     def settle_model_after_training(user_id: str, training_id: str) -> None:
@@ -271,7 +273,6 @@ class Repository:
             GenerationItem.status.set("waiting_for_model"),
             GenerationItem.model_version_ref.remove(),
             GenerationItem.waiting_user_id.set(generation.user_id),
-            GenerationItem.active_shard.remove(),
         ], condition=GenerationItem.status == "starting")
 
     @staticmethod
@@ -328,6 +329,7 @@ class TrainingStarts:
         `last_seq` turns a concurrent start into a clean conflict instead of two trainings.
         """
         now = training.created_at
+        training.active_shard = ACTIVE_SHARD  # visible to the reconciler from the first moment
         try:
             with TransactWrite(connection=self._connection) as tx:
                 if model is None:
@@ -364,15 +366,26 @@ class TrainingStarts:
             TrainingItem.active_shard.set(ACTIVE_SHARD),
         ], condition=TrainingItem.replicate_training_id.does_not_exist())
 
-    def abandon(self, training: TrainingItem, *, error: str, previous_manifest: Any) -> None:
-        """`trainings.create` failed: mark the training failed and free the slot, so the user can retry."""
-        with TransactWrite(connection=self._connection) as tx:
-            tx.update(TrainingItem(training.training_id), actions=[
+    @staticmethod
+    def abandon(training: TrainingItem, *, error: str, previous_manifest: Any = None,
+                keep_manifest: bool = False) -> None:
+        """The start did not reach Replicate: mark the training failed and free the slot, so the
+        user can try again. Each write is conditional, so running it twice is harmless."""
+        try:
+            TrainingItem(training.training_id).update(actions=[
                 TrainingItem.status.set("failed"), TrainingItem.error.set(error),
                 TrainingItem.completed_at.set(now_iso()), TrainingItem.active_shard.remove(),
-            ])
-            tx.update(ModelItem(training.user_id), actions=[
-                ModelItem.in_flight_training_id.remove(),
-                ModelItem.last_photo_manifest.set(previous_manifest),
-                ModelItem.updated_at.set(now_iso()),
-            ], condition=ModelItem.in_flight_training_id == training.training_id)
+            ], condition=TrainingItem.replicate_training_id.does_not_exist())
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+        actions: list[Any] = [ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())]
+        if not keep_manifest:
+            actions.append(ModelItem.last_photo_manifest.set(previous_manifest))
+        try:
+            ModelItem(training.user_id).update(actions=actions,
+                                               condition=ModelItem.in_flight_training_id == training.training_id)
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
+        Repository.settle_model_after_training(training.user_id, training.training_id)

@@ -22,6 +22,9 @@ from lorapin.settings import Settings
 # Sparse indexes of things in flight use one fixed partition: a few hundred live items at most,
 # read by the reconciler only.
 ACTIVE_SHARD = "active"
+# Every model sits in one partition of the `recent` index, ordered by `updated_at`, so the drift
+# check reads the recently touched ones without a scan. Models change on trainings and rollbacks only.
+DRIFT_SHARD = "models"
 
 
 class VersionInfo(MapAttribute[str, Any]):
@@ -34,6 +37,15 @@ class VersionInfo(MapAttribute[str, Any]):
     seq = NumberAttribute()
     activated_at = UnicodeAttribute()
     reason = UnicodeAttribute()
+
+
+class RecentModels(GlobalSecondaryIndex["ModelItem"]):
+    class Meta:
+        index_name = "recent"
+        projection = AllProjection()
+
+    drift_shard = UnicodeAttribute(hash_key=True)
+    updated_at = UnicodeAttribute(range_key=True)
 
 
 class ModelItem(Model):
@@ -52,8 +64,11 @@ class ModelItem(Model):
     last_seq = NumberAttribute(default=0)  # last sequence number handed to a training
     in_flight_training_id = UnicodeAttribute(null=True)  # I2: at most one
     last_photo_manifest = JSONAttribute(null=True)  # photo set of the newest started training
+    drift_shard = UnicodeAttribute(default=DRIFT_SHARD)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
+
+    recent = RecentModels()
 
 
 class TrainingsByUser(GlobalSecondaryIndex["TrainingItem"]):

@@ -89,7 +89,7 @@ class TrainingCompletion:
                 previous_version_id=model.current_version.id if model.current_version else None,
                 reason="training", activated_at=now)
             self._repository.apply_activation(record, decision.version, event)
-            self._publish_pending(record.training_id)
+            self.publish_pending(record)
         elif decision.action is Action.RECORD_STALE_SUCCESS:
             assert decision.version is not None
             self._repository.record_stale_success(record, decision.version, completed_at=now)
@@ -98,18 +98,19 @@ class TrainingCompletion:
                                     status=decision.status or "failed", error=decision.error,
                                     current_version_id=model.current_version.id if model.current_version else None)
             self._repository.record_failure(record, failed, completed_at=now)
-            self._publish_pending(record.training_id)
+            self.publish_pending(record)
         elif decision.action is Action.RECORD_PROGRESS:
             self._repository.record_progress(record, decision.status or "processing")
             return
         elif decision.action is Action.DUPLICATE and record.pending_event:
             # An earlier delivery committed the state but could not publish: finish its job (I5).
-            self._publish_pending(record.training_id)
+            self.publish_pending(record)
         self._repository.settle_model_after_training(record.user_id, record.training_id)
 
-    def _publish_pending(self, training_id: str) -> None:
-        record = self._repository.get_training(training_id)
-        if record is None or not record.pending_event:
+    def publish_pending(self, record: TrainingItem) -> None:
+        """Publish the event stored with the training's last state change, then clear it (I5)."""
+        fresh = self._repository.get_training(record.training_id)
+        if fresh is None or not fresh.pending_event:
             return
-        self._publisher.publish_outbox(record.pending_event)
-        self._repository.mark_event_published(training_id)
+        self._publisher.publish_outbox(fresh.pending_event)
+        self._repository.mark_event_published(fresh.training_id)

@@ -1,0 +1,93 @@
+"""The training API (JWT): `POST /uploads`, `POST /trainings`, `GET /trainings/{id}`, `GET /model`,
+`POST /model/rollback`, and the OpenAPI document at `GET /openapi.json`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from lorapin.api import build_resolver, caller_id, json_response
+from lorapin.model_history import ModelHistory
+from lorapin.observability import count, logger, metrics, tracer
+from lorapin.runtime import get_runtime
+from lorapin.training_start import TrainingRequest, Trainings
+from lorapin.uploads import presign_uploads
+from lorapin.views import model_view, training_view
+
+runtime = get_runtime()  # settings validated at cold start
+app = build_resolver()
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, le=50)
+    content_type: Literal["image/jpeg", "image/png", "image/webp"] = "image/jpeg"
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+def _history() -> ModelHistory:
+    return ModelHistory(runtime.repository, runtime.publisher)
+
+
+@app.post("/uploads")
+def create_uploads(request: Annotated[UploadRequest, Body()]) -> Response:
+    uploads = presign_uploads(runtime.media, caller_id(app), request.count, request.content_type)
+    return json_response(201, {"uploads": uploads})
+
+
+@app.post("/trainings")
+def start_training(request: Annotated[TrainingRequest, Body()]) -> Response:
+    user_id = caller_id(app)
+    trainings = Trainings(runtime.settings, runtime.repository, lambda: runtime.replicate, lambda: runtime.media,
+                          runtime.training_webhook_url)
+    started = trainings.start(user_id, request)
+    count("TrainingsStarted")
+    logger.info("training started", extra={"training_id": started.training.training_id,
+                                           "seq": int(started.training.seq), "mode": started.training.mode,
+                                           "image_count": int(started.training.image_count)})
+    return json_response(202, {"training": training_view(started.training),
+                               "findings": [f.to_dict() for f in started.findings]})
+
+
+@app.get("/trainings/<training_id>")
+def get_training(training_id: str) -> Response:
+    training = _history().training(caller_id(app), training_id)
+    return json_response(200, {"training": training_view(training)})
+
+
+@app.get("/model")
+def get_model() -> Response:
+    model, versions = _history().model(caller_id(app))
+    return json_response(200, {"model": model_view(model, versions)})
+
+
+@app.post("/model/rollback")
+def rollback(request: Annotated[RollbackRequest, Body()]) -> Response:
+    user_id = caller_id(app)
+    model, versions = _history().rollback(user_id, request.version_id)
+    count("Rollbacks")
+    return json_response(200, {"model": model_view(model, versions)})
+
+
+@app.get("/openapi.json")
+def openapi() -> dict[str, Any]:
+    return app.get_openapi_schema(title="lorapin", version="1.0.0").model_dump(mode="json", by_alias=True,
+                                                                               exclude_none=True)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

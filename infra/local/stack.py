@@ -1,0 +1,77 @@
+"""The embedded local stack: moto's server, the Replicate emulator, every resource of
+`template.yaml`, the functions behind a local HTTP API, and bus events delivered to them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from infra.local.aws_stack import LOCAL_CREDENTIALS, LocalAwsStack, provision
+from infra.local.dispatcher import EventDispatcher
+from infra.local.functions import load_handler
+from infra.local.http_api import FunctionPool, LocalHttpApi
+from infra.local.template import Template
+
+LOCAL_OWNER = "lorapin-local"
+LOCAL_API_TOKEN = "r8_local"
+
+
+@dataclass
+class LocalStack:
+    aws: LocalAwsStack
+    emulator: Any
+    api: LocalHttpApi
+    dispatcher: EventDispatcher
+    pools: dict[str, FunctionPool]
+    template: Template
+    aws_endpoint: str | None
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, *, host: str = "127.0.0.1", port: int = 0, replicate_port: int = 0, aws_port: int = 0,
+                training_seconds: float = 2.0, prediction_seconds: float = 1.0, aws_endpoint: str | None = None,
+                emulator: Any = None, template: Template | None = None, prefix: str = "lorapin-local",
+                pool_size: int = 2) -> Iterator[LocalStack]:
+        """Start everything (or reuse a given moto endpoint / emulator) and stop it on exit."""
+        from infra.local.replicate_emulator import TRAINER_VERSION_ID, ReplicateEmulator
+
+        os.environ.update(LOCAL_CREDENTIALS)
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        with contextlib.ExitStack() as stack:
+            if aws_endpoint is None:
+                from moto.server import ThreadedMotoServer
+
+                server = ThreadedMotoServer(ip_address=host, port=aws_port, verbose=False)
+                server.start()
+                stack.callback(server.stop)
+                moto_host, moto_port = server.get_host_and_port()
+                aws_endpoint = f"http://{moto_host}:{moto_port}"
+            if emulator is None:
+                emulator = stack.enter_context(ReplicateEmulator(
+                    host=host, port=replicate_port, training_seconds=training_seconds,
+                    prediction_seconds=prediction_seconds))
+            template = template or Template()
+            api = LocalHttpApi(template.routes(), {}, host=host, port=port)
+            stack.callback(api.stop)
+            aws = provision(template, endpoint_url=aws_endpoint, prefix=prefix, api_url=api.url,
+                            parameters={"TrainerVersion": TRAINER_VERSION_ID, "ReplicateOwner": LOCAL_OWNER,
+                                        "Stage": "dev"},
+                            secret_value={"api_token": LOCAL_API_TOKEN,
+                                          "webhook_signing_secret": emulator.signing_secret},
+                            env_overrides={"REPLICATE_BASE_URL": emulator.url})
+            pools = {function_id: FunctionPool(function_id, partial(load_handler, spec, aws.function_env[function_id]),
+                                               pool_size)
+                     for function_id, spec in template.functions().items()}
+            api.pools.update(pools)
+            api.start()
+            dispatcher = EventDispatcher(aws, pools).start()
+            stack.callback(dispatcher.stop)
+            yield cls(aws, emulator, api, dispatcher, pools, template, aws_endpoint)
+
+    def serve_forever(self) -> None:
+        threading.Event().wait()

@@ -1,0 +1,46 @@
+"""A user's model, its versions and trainings (R10), and rollback."""
+
+from __future__ import annotations
+
+from lorapin.clock import now_iso
+from lorapin.errors import NotFound
+from lorapin.events import EventPublisher, ModelVersionActivated
+from lorapin.repository import Repository
+from lorapin.tables import ModelItem, TrainingItem, VersionItem
+
+
+class ModelHistory:
+    def __init__(self, repository: Repository, publisher: EventPublisher) -> None:
+        self._repository = repository
+        self._publisher = publisher
+
+    def model(self, user_id: str) -> tuple[ModelItem, list[VersionItem]]:
+        model = self._repository.get_model(user_id)
+        if model is None:
+            raise NotFound("You have no model yet: start a training with POST /trainings.", code="NO_MODEL")
+        return model, self._repository.versions_of(user_id)
+
+    def training(self, user_id: str, training_id: str) -> TrainingItem:
+        training = self._repository.get_training(training_id)
+        if training is None or training.user_id != user_id:  # I7: another user's looks absent
+            raise NotFound("No such training.", code="TRAINING_NOT_FOUND")
+        return training
+
+    def rollback(self, user_id: str, version_id: str) -> tuple[ModelItem, list[VersionItem]]:
+        """Pin an earlier version of the user's own destination; the next generation uses it.
+
+        The high-water mark is untouched, so a late webhook cannot undo the rollback (I1), and
+        a later successful training moves the model forward again.
+        """
+        model, _ = self.model(user_id)
+        version = self._repository.get_version(user_id, version_id)
+        if version is None or version.destination != model.destination:
+            raise NotFound("That version is not one of your model's versions.", code="UNKNOWN_VERSION")
+        previous = model.current_version.id if model.current_version else None
+        activated_at = now_iso()
+        self._repository.pin_version(model, version, activated_at=activated_at)
+        self._publisher.publish(ModelVersionActivated(
+            user_id=user_id, destination=version.destination, version_id=version.version_id, version_ref=version.ref,
+            trigger_word=version.trigger_word, training_id=None, seq=int(version.seq),
+            previous_version_id=previous, reason="rollback", activated_at=activated_at))
+        return self.model(user_id)

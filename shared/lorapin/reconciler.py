@@ -1,0 +1,160 @@
+"""The backstop for lost webhooks (I8) and stuck work, run on a schedule.
+
+It reads only the sparse `active` indexes (things in flight or with an event still to publish),
+fetches each from Replicate and applies the *same* completion code as the webhook, so a run that
+overlaps a late webhook, or another run, is safe: every write is guarded. Work per run is bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from lorapin.clock import iso, now_iso, utc_now
+from lorapin.drift import classify_drift
+from lorapin.errors import LorapinError
+from lorapin.generation import Generations
+from lorapin.observability import count, logger
+from lorapin.replicate_gateway import ReplicateGateway, ReplicateRejected
+from lorapin.repository import Repository, TrainingStarts
+from lorapin.tables import ACTIVE_SHARD, DRIFT_SHARD, GenerationItem, ModelItem, TrainingItem
+from lorapin.training_completion import TrainingCompletion
+from lorapin.versions import ModelName
+
+
+@dataclass(frozen=True)
+class ReconcilerLimits:
+    stale_after: timedelta = timedelta(minutes=5)  # younger work is left to its webhook
+    max_training_age: timedelta = timedelta(hours=6)  # then cancel it: "training forever" ends here
+    max_generation_age: timedelta = timedelta(minutes=30)
+    drift_window: timedelta = timedelta(hours=24)
+    batch: int = 50
+
+
+@dataclass
+class ReconcileReport:
+    trainings_checked: int = 0
+    trainings_completed: int = 0
+    trainings_canceled: int = 0
+    trainings_abandoned: int = 0
+    events_published: int = 0
+    generations_checked: int = 0
+    generations_completed: int = 0
+    generations_released: int = 0
+    generations_failed: int = 0
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(self, repository: Repository, completion: TrainingCompletion, generations: Generations,
+                 replicate: Callable[[], ReplicateGateway], *, limits: ReconcilerLimits | None = None,
+                 now: Callable[[], datetime] = utc_now) -> None:
+        self._repository = repository
+        self._completion = completion
+        self._generations = generations
+        self._replicate = replicate
+        self._limits = limits or ReconcilerLimits()
+        self._now = now
+
+    def run(self) -> ReconcileReport:
+        report = ReconcileReport()
+        now = self._now()
+        for step in (self._trainings, self._generations_step, self._drift):
+            try:
+                step(report, now)
+            except LorapinError as exc:  # Replicate down: the next run tries again
+                report.errors.append(f"{step.__name__}: {exc.message}")
+                logger.warning("reconciler step failed", extra={"step": step.__name__, "error": exc.message})
+        return report
+
+    # --- trainings -------------------------------------------------------------------------------
+    def _trainings(self, report: ReconcileReport, now: datetime) -> None:
+        cutoff = iso(now - self._limits.stale_after)
+        for item in TrainingItem.active.query(ACTIVE_SHARD, TrainingItem.created_at < cutoff,
+                                              limit=self._limits.batch):
+            report.trainings_checked += 1
+            try:
+                self._reconcile_training(item, report, now)
+            except (LorapinError, ReplicateRejected) as exc:
+                report.errors.append(f"training {item.training_id}: {exc}")
+
+    def _reconcile_training(self, item: TrainingItem, report: ReconcileReport, now: datetime) -> None:
+        if item.pending_event and item.status not in ("starting", "processing"):
+            self._completion.publish_pending(item)
+            report.events_published += 1
+            return
+        if item.replicate_training_id is None:
+            # The start never reached Replicate (or never recorded it): free the user's slot.
+            TrainingStarts(self._repository).abandon(
+                item, error="the training could not be confirmed with Replicate",
+                previous_manifest=None, keep_manifest=True)
+            report.trainings_abandoned += 1
+            return
+        training = self._replicate().get_training(item.replicate_training_id)
+        if not training.is_terminal and item.created_at < iso(now - self._limits.max_training_age):
+            self._replicate().cancel_training(item.replicate_training_id)
+            training = self._replicate().get_training(item.replicate_training_id)
+            report.trainings_canceled += 1
+        if training.is_terminal:
+            result = self._completion.apply(training, training_id_hint=item.training_id)
+            report.trainings_completed += 1
+            count("ReconciledTrainings")
+            logger.info("training reconciled", extra={"training_id": item.training_id,
+                                                      "outcome": result.outcome.value})
+
+    # --- generations -----------------------------------------------------------------------------
+    def _generations_step(self, report: ReconcileReport, now: datetime) -> None:
+        cutoff = iso(now - self._limits.stale_after)
+        for item in GenerationItem.active.query(ACTIVE_SHARD, GenerationItem.created_at < cutoff,
+                                                limit=self._limits.batch):
+            report.generations_checked += 1
+            try:
+                self._reconcile_generation(item, report, now)
+            except (LorapinError, ReplicateRejected) as exc:
+                report.errors.append(f"generation {item.generation_id}: {exc}")
+
+    def _reconcile_generation(self, item: GenerationItem, report: ReconcileReport, now: datetime) -> None:
+        too_old = item.created_at < iso(now - self._limits.max_generation_age)
+        if item.status == "waiting_for_model":
+            model = self._repository.get_model(item.user_id)
+            if model is not None and model.current_version is not None:
+                report.generations_released += self._generations.release_waiting(item.user_id,
+                                                                                  model.current_version.id)
+            elif model is None or not model.in_flight_training_id:
+                self._repository.fail_generation(item, error="the model's training failed", completed_at=now_iso())
+                report.generations_failed += 1
+            return
+        if item.replicate_prediction_id:
+            prediction = self._replicate().get_prediction(item.replicate_prediction_id)
+            if prediction.is_terminal:
+                self._generations.complete_prediction(prediction, item.generation_id)
+                report.generations_completed += 1
+            elif too_old:
+                self._replicate().cancel_prediction(item.replicate_prediction_id)
+            return
+        if too_old:
+            self._repository.fail_generation(item, error="the prediction was never created", completed_at=now_iso())
+            report.generations_failed += 1
+
+    # --- drift (R9) ------------------------------------------------------------------------------
+    def _drift(self, report: ReconcileReport, now: datetime) -> None:
+        since = iso(now - self._limits.drift_window)
+        for model in ModelItem.recent.query(DRIFT_SHARD, ModelItem.updated_at > since, limit=self._limits.batch):
+            self._check_drift(model, report)
+
+    def _check_drift(self, model: ModelItem, report: ReconcileReport) -> None:
+        current = model.current_version
+        if current is None:
+            return
+        latest = self._replicate().latest_version_id(ModelName.parse(model.destination))
+        finding = classify_drift(current.id, current.reason, latest)
+        if finding.is_problem:
+            count("VersionDrift")
+            logger.warning("version drift", extra={"user_id": model.user_id, "destination": model.destination,
+                                                   "current_version_id": current.id, "latest_version_id": latest})
+            report.drift.append({"user_id": model.user_id, "destination": model.destination,
+                                 "current_version_id": current.id, "latest_version_id": latest,
+                                 "reason": finding.reason})

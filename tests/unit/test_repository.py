@@ -1,0 +1,124 @@
+"""Guarded writes on DynamoDB (moto in-process, tables from template.yaml)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lorapin.events import ModelVersionActivated
+from lorapin.repository import GuardRejected, Repository, TrainingStarts
+from lorapin.settings import Settings
+from lorapin.tables import ModelItem, TrainingItem
+from lorapin.versions import VersionRef
+
+DEST = "acme/lorapin-user"
+
+
+@pytest.fixture
+def repo(in_process_aws: Any) -> Repository:
+    assert in_process_aws.names["ModelsTable"]
+    return Repository(Settings.from_env())
+
+
+def start(repo: Repository, user: str = "u1", *, replicate_id: str | None = None) -> TrainingItem:
+    model = repo.get_model(user)
+    seq = int(model.last_seq) + 1 if model else 1
+    training = TrainingItem(f"trn_{user}_{seq}", user_id=user, seq=seq, status="starting", trigger_word="TOK",
+                            destination=DEST, trainer_model="o/t", trainer_version="b" * 64,
+                            created_at=f"2026-01-01T00:00:0{seq}.000Z")
+    new_model = None if model else ModelItem(user, destination=DEST, trigger_word="TOK", status="training",
+                                             created_at="2026", updated_at="2026")
+    TrainingStarts(repo).begin(model, training, new_model=new_model)
+    TrainingStarts.attach_replicate_training(training, replicate_id or f"r8_{seq}", "starting")
+    stored = repo.get_training(training.training_id)
+    assert stored is not None
+    return stored
+
+
+def event_for(training: TrainingItem, version: VersionRef) -> ModelVersionActivated:
+    return ModelVersionActivated(user_id=training.user_id, destination=DEST, version_id=version.id,
+                                 version_ref=version.ref, trigger_word="TOK", training_id=training.training_id,
+                                 seq=int(training.seq), previous_version_id=None, reason="training",
+                                 activated_at=f"2026-01-02T00:00:0{training.seq}.000Z")
+
+
+def activate(repo: Repository, training: TrainingItem, char: str) -> VersionRef:
+    version = VersionRef.of(DEST, char * 64)
+    repo.apply_activation(training, version, event_for(training, version))
+    return version
+
+
+def test_activation_moves_the_model_and_records_the_version_and_its_event(repo: Repository) -> None:
+    training = start(repo)
+    version = activate(repo, training, "a")
+    model = repo.get_model("u1")
+    assert model is not None
+    assert model.current_version is not None
+    assert model.current_version.ref == version.ref
+    assert int(model.applied_seq) == 1
+    stored = repo.get_training(training.training_id)
+    assert stored is not None
+    assert stored.status == "succeeded"
+    assert stored.pending_event is not None
+    assert stored.pending_event["detail"]["version_id"] == version.id
+    assert [v.version_id for v in repo.versions_of("u1")] == [version.id]
+
+
+def test_a_second_training_cannot_start_while_one_is_in_flight(repo: Repository) -> None:
+    start(repo)
+    model = repo.get_model("u1")
+    assert model is not None
+    second = TrainingItem("trn_other", user_id="u1", seq=2, status="starting", trigger_word="TOK", destination=DEST,
+                          trainer_model="o/t", trainer_version="b" * 64, created_at="2026")
+    with pytest.raises(GuardRejected):
+        TrainingStarts(repo).begin(model, second)
+    assert repo.get_training("trn_other") is None
+
+
+def test_an_older_training_cannot_overwrite_a_newer_activation(repo: Repository) -> None:
+    first = start(repo)
+    activate(repo, first, "a")
+    repo.settle_model_after_training("u1", first.training_id)
+    second = start(repo)
+    newest = activate(repo, second, "c")
+    # A stale copy of the first training (as read before it was applied) tries again.
+    first.status = "processing"
+    with pytest.raises(GuardRejected):
+        activate(repo, first, "e")
+    model = repo.get_model("u1")
+    assert model is not None
+    assert model.current_version is not None
+    assert model.current_version.id == newest.id
+
+
+def test_rollback_pins_an_old_version_without_lowering_the_high_water_mark(repo: Repository) -> None:
+    first = start(repo)
+    old = activate(repo, first, "a")
+    repo.settle_model_after_training("u1", first.training_id)
+    second = start(repo)
+    activate(repo, second, "c")
+    model = repo.get_model("u1")
+    assert model is not None
+    version = repo.get_version("u1", old.id)
+    assert version is not None
+    repo.pin_version(model, version, activated_at="2026-01-03T00:00:00.000Z")
+    model = repo.get_model("u1")
+    assert model is not None
+    assert model.current_version is not None
+    assert model.current_version.id == old.id
+    assert model.current_version.reason == "rollback"
+    assert int(model.applied_seq) == 2
+
+
+def test_settling_frees_the_slot_only_for_the_training_that_holds_it(repo: Repository) -> None:
+    training = start(repo)
+    repo.settle_model_after_training("u1", "trn_someone_else")
+    model = repo.get_model("u1")
+    assert model is not None
+    assert model.in_flight_training_id == training.training_id
+    repo.settle_model_after_training("u1", training.training_id)
+    model = repo.get_model("u1")
+    assert model is not None
+    assert model.in_flight_training_id is None
+    assert model.status == "failed"  # no version ever activated and nothing in flight
