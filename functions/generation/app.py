@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lorapin.api import build_resolver, caller_id, json_response
+from lorapin.api import JsonResponse, build_resolver, caller_id, json_response
 from lorapin.events import MODEL_VERSION_ACTIVATED
 from lorapin.generation import GenerationRequest, Generations
 from lorapin.observability import count, logger, metrics, tracer
@@ -27,7 +26,7 @@ def _generations() -> Generations:
 
 
 @app.post("/generations")
-def create_generation(request: Annotated[GenerationRequest, Body()]) -> Response:
+def create_generation(request: Annotated[GenerationRequest, Body()]) -> JsonResponse:
     user_id = caller_id(app)
     generation = _generations().request(user_id, request)
     count("GenerationsRequested")
@@ -38,7 +37,7 @@ def create_generation(request: Annotated[GenerationRequest, Body()]) -> Response
 
 
 @app.get("/generations/<generation_id>")
-def get_generation(generation_id: str) -> Response:
+def get_generation(generation_id: str) -> JsonResponse:
     generation = _generations().get(caller_id(app), generation_id)
     return json_response(200, {"generation": generation_view(generation, runtime.media.presigned_get)})
 

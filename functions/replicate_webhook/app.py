@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -20,7 +19,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from lorapin.api import build_resolver, error_response, json_response
+from lorapin.api import JsonResponse, build_resolver, error_response, json_response
 from lorapin.completion import Outcome
 from lorapin.errors import BadRequest, Conflict, Unauthorized, UpstreamUnavailable
 from lorapin.events import EventPublishFailed
@@ -62,7 +61,7 @@ def _verified(kind: str) -> tuple[str, str]:
 
 
 @app.post("/webhooks/replicate/training")
-def training_webhook() -> Response:
+def training_webhook() -> JsonResponse:
     raw, webhook_id = _verified("training")
     try:
         ReplicateTraining.model_validate_json(raw)
@@ -98,7 +97,7 @@ def _handle_training(delivery: dict[str, Any]) -> dict[str, Any]:
 
 
 @app.post("/webhooks/replicate/prediction")
-def prediction_webhook() -> Response:
+def prediction_webhook() -> JsonResponse:
     raw, webhook_id = _verified("prediction")
     try:
         ReplicatePrediction.model_validate_json(raw)
@@ -124,7 +123,7 @@ def _handle_prediction(delivery: dict[str, Any]) -> dict[str, Any]:
 
 
 @app.exception_handler(IdempotencyAlreadyInProgressError)
-def _in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+def _in_progress(_: IdempotencyAlreadyInProgressError) -> JsonResponse:
     return error_response(Conflict("This delivery is being handled; deliver again later.",
                                    code="DELIVERY_IN_PROGRESS"))
 

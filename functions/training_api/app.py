@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorapin.api import build_resolver, caller_id, json_response
+from lorapin.api import JsonResponse, build_resolver, caller_id, json_response
 from lorapin.model_history import ModelHistory
 from lorapin.observability import count, logger, metrics, tracer
 from lorapin.runtime import get_runtime
@@ -41,13 +40,13 @@ def _history() -> ModelHistory:
 
 
 @app.post("/uploads")
-def create_uploads(request: Annotated[UploadRequest, Body()]) -> Response:
+def create_uploads(request: Annotated[UploadRequest, Body()]) -> JsonResponse:
     uploads = presign_uploads(runtime.media, caller_id(app), request.count, request.content_type)
     return json_response(201, {"uploads": uploads})
 
 
 @app.post("/trainings")
-def start_training(request: Annotated[TrainingRequest, Body()]) -> Response:
+def start_training(request: Annotated[TrainingRequest, Body()]) -> JsonResponse:
     user_id = caller_id(app)
     trainings = Trainings(runtime.settings, runtime.repository, lambda: runtime.replicate, lambda: runtime.media,
                           runtime.training_webhook_url)
@@ -61,19 +60,19 @@ def start_training(request: Annotated[TrainingRequest, Body()]) -> Response:
 
 
 @app.get("/trainings/<training_id>")
-def get_training(training_id: str) -> Response:
+def get_training(training_id: str) -> JsonResponse:
     training = _history().training(caller_id(app), training_id)
     return json_response(200, {"training": training_view(training)})
 
 
 @app.get("/model")
-def get_model() -> Response:
+def get_model() -> JsonResponse:
     model, versions = _history().model(caller_id(app))
     return json_response(200, {"model": model_view(model, versions)})
 
 
 @app.post("/model/rollback")
-def rollback(request: Annotated[RollbackRequest, Body()]) -> Response:
+def rollback(request: Annotated[RollbackRequest, Body()]) -> JsonResponse:
     user_id = caller_id(app)
     model, versions = _history().rollback(user_id, request.version_id)
     count("Rollbacks")

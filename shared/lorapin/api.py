@@ -14,12 +14,16 @@ from lorapin.events import EventPublishFailed
 from lorapin.observability import logger
 
 
-def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+JsonResponse = Response[dict[str, Any]]
+
+
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JsonResponse:
+    """A JSON answer; the resolver serialises the body (validated against the route's annotation)."""
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body=json.dumps(body, default=str), headers=headers)
+                    body=json.loads(json.dumps(body, default=str)), headers=headers)
 
 
-def error_response(error: LorapinError) -> Response:
+def error_response(error: LorapinError) -> JsonResponse:
     headers = None
     if isinstance(error, UpstreamUnavailable):
         headers = {"Retry-After": str(error.retry_after_seconds)}
@@ -35,24 +39,24 @@ def build_resolver(*, validation: bool = True) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=validation)
 
     @app.exception_handler(LorapinError)
-    def _domain_error(error: LorapinError) -> Response:
+    def _domain_error(error: LorapinError) -> JsonResponse:
         if error.status >= 500:
             logger.warning("dependency failure", extra={"code": error.code, "reason": error.message})
         return error_response(error)
 
     @app.exception_handler(EventPublishFailed)
-    def _not_published(error: EventPublishFailed) -> Response:
+    def _not_published(error: EventPublishFailed) -> JsonResponse:
         logger.error("event not published", extra={"error": str(error)})
         return error_response(UpstreamUnavailable("The change is saved but its event is not sent yet; retry the call.",
                                                   code="EVENT_NOT_PUBLISHED"))
 
     @app.exception_handler(RequestValidationError)
-    def _invalid_request(error: RequestValidationError) -> Response:
+    def _invalid_request(error: RequestValidationError) -> JsonResponse:
         details = _validation_details(error.errors())
         return error_response(_Invalid(details))
 
     @app.not_found
-    def _no_route(_: Exception) -> Response:
+    def _no_route(_: Exception) -> JsonResponse:
         return error_response(_RouteNotFound("No such route."))
 
     return app
