@@ -37,7 +37,7 @@ run: $(APP_STAMP)
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared functions infra
+	$(BIN)/mypy shared functions infra tests
 
 template-check: venv
 	$(TOOLS)/bin/cfn-lint template.yaml

@@ -76,7 +76,8 @@ class LocalHttpApi:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits forever on a server that never started
+            self.server.shutdown()
         self.server.server_close()
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:

@@ -24,7 +24,7 @@ def make_photo(seed: int, *, size: int = 1024, blur: float = 0.0, fmt: str = "JP
             draw.ellipse((x0, y0, x1, y1), fill=color)
         else:
             draw.line((x0, y0, x1, y1), fill=color, width=rng.randrange(2, 12))
-    for _ in range(size * 4):  # fine detail, as a real photo has
+    for _ in range(size * 16):  # fine detail, as a real photo has
         x, y = rng.randrange(size), rng.randrange(size)
         draw.point((x, y), fill=(rng.randrange(256), rng.randrange(256), rng.randrange(256)))
     if blur:

@@ -13,7 +13,6 @@ from lorapin.errors import LorapinError, Unauthorized, UpstreamUnavailable
 from lorapin.events import EventPublishFailed
 from lorapin.observability import logger
 
-
 JsonResponse = Response[dict[str, Any]]
 
 
