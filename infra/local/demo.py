@@ -6,6 +6,7 @@ a late duplicate webhook → rollback → generate. Exits non-zero when any step
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,11 +33,11 @@ class Timeline:
 
     def add(self, step: str, answer: str, current: str, used: str, calls: str) -> None:
         self.rows.append((step, answer, current, used, calls))
-        print(f"  {step:<44} {answer:<34} {current:<10} {used:<10} {calls:>5}", flush=True)
+        print(f"  {step:<44} {answer:<40} {current:<10} {used:<10} {calls:>5}", flush=True)
 
     def header(self) -> None:
-        print(f"  {'step':<44} {'API answered':<34} {'current':<10} {'gen used':<10} {'calls':>5}")
-        print("  " + "-" * 107)
+        print(f"  {'step':<44} {'API answered':<40} {'current':<10} {'gen used':<10} {'calls':>5}")
+        print("  " + "-" * 113)
 
 
 class Demo:
@@ -134,7 +135,7 @@ class Demo:
         codes = sorted({f["code"] for f in response.json().get("error", {}).get("details", [])})
         self.expect(response.status_code == 422 and "LOW_IMAGE_COUNT" in codes,
                     f"3. few photos should warn: {response.status_code} {response.text}")
-        self.timeline.add("3. retrain, replace with 3 photos", f"422 {','.join(codes)}"[:34],
+        self.timeline.add("3. retrain, replace with 3 photos", f"422 {' '.join(codes)}",
                           self.label(self.current()), "", str(len(self.replicate_calls())))
 
         second = self.train("4. retrain, merge 3 new photos", {"image_keys": few}, "v2")
@@ -145,25 +146,30 @@ class Demo:
         self.expect(len(creates) == 1, f"4. models.create was called {len(creates)} times")
         self.generate("5. generate", "v2")
 
+        # Replicate sends training 1's completion again, late, as a new message (new webhook-id).
         late = requests.post(f"{self.stack.emulator.url}/_emulator/deliver-again/{first['replicate_training_id']}",
-                             timeout=10)
-        self.expect(late.status_code in (200, 202), f"6. could not redeliver: {late.status_code}")
-        time.sleep(0.5)
+                             json={"same_webhook_id": False}, timeout=30)
+        self.expect(late.status_code == 200, f"6. could not redeliver: {late.status_code}")
+        delivery = late.json()
+        outcome = json.loads(delivery["response"]).get("outcome") if delivery["status"] == 200 else None
+        self.expect(outcome in ("duplicate", "stale"), f"6. the late webhook was answered {delivery}")
         self.expect(self.current() == self.versions["v2"], "6. a late webhook moved the model back")
-        self.timeline.add("6. late duplicate webhook of training 1", "200 duplicate (ignored)",
+        self.timeline.add("6. late duplicate webhook of training 1", f"{delivery['status']} {outcome} (ignored)",
                           self.label(self.current()), "", str(len(self.replicate_calls())))
 
         response = self.call("POST", "/model/rollback", {"version_id": self.versions["v1"]})
         self.expect(response.status_code == 200, f"7. rollback: {response.status_code} {response.text}")
-        self.timeline.add("7. roll back to v1", "200 current=v1 (reason rollback)", self.label(self.current()), "",
-                          str(len(self.replicate_calls())))
+        pinned = response.json()["model"]["current_version"]
+        self.timeline.add("7. roll back to v1", f"200 current={self.label(pinned['id'])} ({pinned.get('reason')})",
+                          self.label(self.current()), "", str(len(self.replicate_calls())))
         self.generate("8. generate", "v1")
 
 
 def run_demo(*, training_seconds: float = 1.0, prediction_seconds: float = 0.3) -> int:
     started = time.monotonic()
     print("Starting the local stack (moto + Replicate emulator + functions from template.yaml)...", flush=True)
-    with LocalStack.running(training_seconds=training_seconds, prediction_seconds=prediction_seconds) as stack:
+    with LocalStack.running(training_seconds=training_seconds, prediction_seconds=prediction_seconds,
+                            quiet=True) as stack:
         print(f"API: {stack.api.url}\nReplicate emulator: {stack.emulator.url}\n", flush=True)
         demo = Demo(stack)
         try:

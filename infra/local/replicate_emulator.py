@@ -158,14 +158,19 @@ class ReplicateEmulator:
     def complete_training_now(self, training_id: str) -> None:
         self._finish_training(training_id)
 
-    def deliver_again(self, object_id: str) -> None:
-        """Send the last webhook of a training or prediction once more, with the same webhook-id."""
+    def deliver_again(self, object_id: str, *, same_webhook_id: bool = True) -> dict[str, Any]:
+        """Send the last webhook of a training or prediction once more: with the same webhook-id (a
+        redelivery of one message) or a new one (another message about the same object, late)."""
         url, body, webhook_id = self._last_webhook[object_id]
+        if not same_webhook_id:
+            webhook_id = f"msg_{_new_id()}"
         self._deliver(url, body, webhook_id, kind="redelivery", object_id=object_id, retry=False)
+        with self._lock:
+            return dict(self.deliveries[-1])
 
     def deliver_payload(self, url: str, payload: dict[str, Any]) -> int | None:
         """Sign and send any body to any URL (for tests of odd deliveries)."""
-        return self._send_once(url, json.dumps(payload), f"msg_{_new_id()}")
+        return self._send_once(url, json.dumps(payload), f"msg_{_new_id()}")[0]
 
     def api_calls(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -452,14 +457,15 @@ class ReplicateEmulator:
         delays = (0.0, *self.webhook_retry_delays) if retry else (0.0,)
         for attempt, delay in enumerate(delays, start=1):
             time.sleep(delay)
-            status = self._send_once(url, body, webhook_id)
+            status, answer = self._send_once(url, body, webhook_id)
             with self._lock:
                 self.deliveries.append({"kind": kind, "object_id": object_id, "url": url, "webhook_id": webhook_id,
-                                        "attempt": attempt, "status": status})
+                                        "attempt": attempt, "status": status, "response": answer})
             if status is not None and 200 <= status < 300:
                 return
 
-    def _send_once(self, url: str, body: str, webhook_id: str) -> int | None:
+    def _send_once(self, url: str, body: str, webhook_id: str) -> tuple[int | None, str]:
+        """POST one signed delivery; the status (None when unreachable) and the start of the answer."""
         timestamp = int(time.time())
         request = urllib.request.Request(url, data=body.encode(), method="POST", headers={
             "content-type": "application/json", "user-agent": "Replicate-Webhook/emulator",
@@ -467,11 +473,11 @@ class ReplicateEmulator:
             "webhook-signature": sign(body, self.signing_secret, webhook_id, timestamp)})
         try:
             with urllib.request.urlopen(request, timeout=15) as response:
-                return int(response.status)
+                return int(response.status), response.read(2000).decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except OSError:
-            return None
+            return int(exc.code), exc.read(2000).decode("utf-8", "replace")
+        except OSError as exc:
+            return None, str(exc)
 
     # --- control endpoints -----------------------------------------------------------------------
     def _control(self, method: str, path: str, body: dict[str, Any]) -> Reply:
@@ -501,7 +507,7 @@ class ReplicateEmulator:
             self.training_seconds = float(body.get("training_seconds", self.training_seconds))
             self.prediction_seconds = float(body.get("prediction_seconds", self.prediction_seconds))
         elif action.startswith("deliver-again/") and target in self._last_webhook:
-            threading.Thread(target=self.deliver_again, args=(target,), daemon=True).start()
+            return 200, self.deliver_again(target, same_webhook_id=bool(body.get("same_webhook_id", True))), {}
         elif action.startswith("complete-training/") and target in self.trainings:
             threading.Thread(target=self._finish_training, args=(target,), daemon=True).start()
         else:

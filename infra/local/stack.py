@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -36,11 +37,18 @@ class LocalStack:
     def running(cls, *, host: str = "127.0.0.1", port: int = 0, replicate_port: int = 0, aws_port: int = 0,
                 training_seconds: float = 2.0, prediction_seconds: float = 1.0, aws_endpoint: str | None = None,
                 emulator: Any = None, template: Template | None = None, prefix: str = "lorapin-local",
-                pool_size: int = 2) -> Iterator[LocalStack]:
-        """Start everything (or reuse a given moto endpoint / emulator) and stop it on exit."""
+                pool_size: int = 2, quiet: bool = False) -> Iterator[LocalStack]:
+        """Start everything (or reuse a given moto endpoint / emulator) and stop it on exit.
+
+        `quiet` keeps the functions' logs and metrics off stdout (for the demo's timeline).
+        """
         from infra.local.replicate_emulator import TRAINER_VERSION_ID, ReplicateEmulator
 
         os.environ.update(LOCAL_CREDENTIALS)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+        function_overrides: dict[str, str] = {}
+        if quiet:
+            function_overrides |= {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         with contextlib.ExitStack() as stack:
             if aws_endpoint is None:
@@ -63,7 +71,7 @@ class LocalStack:
                                         "Stage": "dev"},
                             secret_value={"api_token": LOCAL_API_TOKEN,
                                           "webhook_signing_secret": emulator.signing_secret},
-                            env_overrides={"REPLICATE_BASE_URL": emulator.url})
+                            env_overrides={**function_overrides, "REPLICATE_BASE_URL": emulator.url})
             pools = {function_id: FunctionPool(function_id, partial(load_handler, spec, aws.function_env[function_id]),
                                                pool_size)
                      for function_id, spec in template.functions().items()}

@@ -6,6 +6,7 @@ Every handler is decorated in the same order: context (logger) → metrics → t
 from __future__ import annotations
 
 import os
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,6 +17,10 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Lorapin")
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+# A duplicate webhook or a read-only request legitimately records no metric; Powertools warns on
+# every such invocation, which would drown real warnings in the logs.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 __all__ = ["MetricUnit", "count", "logger", "metrics", "tracer"]
 
