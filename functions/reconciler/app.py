@@ -17,7 +17,7 @@ from lorapin.training_completion import TrainingCompletion
 runtime = get_runtime()  # settings validated at cold start
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

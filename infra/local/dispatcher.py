@@ -63,5 +63,6 @@ class EventDispatcher:
             self.dead_letters.append({"rule": delivery.rule_name, "event": event, "error": repr(exc)})
         else:
             self.delivered.append({"rule": delivery.rule_name, "detail-type": event.get("detail-type"),
+                                   "detail": event.get("detail"),
                                    "result": result})
         sqs.delete_message(QueueUrl=delivery.queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -1,0 +1,300 @@
+"""The training API over HTTP (issue 3): one path for first trainings and retrains, the destination
+reused, the trigger word kept, photos merged or replaced and validated, rollback and history.
+
+Photos travel the way a frontend sends them: POST /uploads, then PUT to the presigned URL on
+moto's server. The emulator's call log shows what reached Replicate."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from typing import Any
+
+import pytest
+import requests
+
+from infra.local.photos_fixture import make_photo
+from tests.harness import Harness, wait_for
+
+UPLOAD_BATCH = 50  # POST /uploads hands out at most this many URLs at once
+
+
+def upload(world: Harness, user: str, photos: list[bytes], content_type: str = "image/jpeg") -> list[str]:
+    keys: list[str] = []
+    for start in range(0, len(photos), UPLOAD_BATCH):
+        batch = photos[start:start + UPLOAD_BATCH]
+        answer = world.call("POST", "/uploads", user=user, body={"count": len(batch), "content_type": content_type})
+        assert answer.status_code == 201, answer.text
+        for photo, slot in zip(batch, answer.json()["uploads"], strict=True):
+            put = requests.put(slot["url"], data=photo, headers=slot["headers"], timeout=30)
+            assert put.status_code == 200, put.text
+            keys.append(slot["key"])
+    return keys
+
+
+def photos(seeds: range) -> list[bytes]:
+    return [make_photo(seed) for seed in seeds]
+
+
+def start(world: Harness, user: str, **body: Any) -> requests.Response:
+    return world.call("POST", "/trainings", user=user, body=body)
+
+
+def finished(world: Harness, user: str, training_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        training = world.call("GET", f"/trainings/{training_id}", user=user).json()["training"]
+        return training if training["status"] in ("succeeded", "failed", "canceled") else None
+
+    training: dict[str, Any] = wait_for(done, timeout=20, message=f"training {training_id}")
+    return training
+
+
+def current_version(world: Harness, user: str) -> str | None:
+    model = world.call("GET", "/model", user=user).json()["model"]
+    return model["current_version"]["id"] if model["current_version"] else None
+
+
+def train(world: Harness, user: str, **body: Any) -> dict[str, Any]:
+    response = start(world, user, **body)
+    assert response.status_code == 202, response.text
+    training = finished(world, user, response.json()["training"]["id"])
+    assert training["status"] == "succeeded", training
+    wait_for(lambda: current_version(world, user) == training["version_id"], message="activation")
+    return training
+
+
+def replicate_calls(world: Harness, method: str, path: str) -> list[dict[str, Any]]:
+    return [c for c in world.emulator.api_calls() if c["method"] == method and c["path"] == path]
+
+
+def trainings_created(world: Harness) -> list[dict[str, Any]]:
+    """trainings.create calls: POST /v1/models/{trainer}/versions/{id}/trainings."""
+    return [c for c in world.emulator.api_calls() if c["method"] == "POST" and c["path"].endswith("/trainings")]
+
+
+def training_inputs(world: Harness) -> list[dict[str, Any]]:
+    """What each trainings.create sent, oldest first."""
+    trainings = sorted(world.emulator.trainings.values(), key=lambda t: t["created_at"])
+    return [dict(t["input"], destination=world.emulator._private[t["id"]]["destination"]) for t in trainings]
+
+
+def zip_hashes(training_input: dict[str, Any]) -> set[str]:
+    """Content hashes of the photos inside the zip the trainer was given."""
+    archive = requests.get(training_input["input_images"], timeout=30)
+    assert archive.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as zipped:
+        return {hashlib.sha256(zipped.read(name)).hexdigest() for name in zipped.namelist()}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def codes(response: requests.Response) -> list[str]:
+    return sorted(f["code"] for f in response.json()["error"]["details"])
+
+
+def test_retrain_reuses_destination_and_trigger_word_and_merges_photos(harness: Harness) -> None:
+    first_photos, new_photos = photos(range(0, 12)), photos(range(50, 55))
+    first = train(harness, "ana", image_keys=upload(harness, "ana", first_photos), trigger_word="ANAPHOTO")
+    second = train(harness, "ana", image_keys=upload(harness, "ana", new_photos))
+
+    # One models.create for the whole life of the model, and both trainings on that destination
+    assert len(replicate_calls(harness, "POST", "/v1/models")) == 1
+    sent = training_inputs(harness)
+    assert [s["destination"] for s in sent] == [first["destination"]] * 2
+    # The trigger word chosen at the first training is sent and stored again on the retrain
+    assert [s["trigger_word"] for s in sent] == ["ANAPHOTO", "ANAPHOTO"]
+    assert second["trigger_word"] == "ANAPHOTO"
+    # Merge (the retrain default): the zip holds the old photos and the new ones
+    assert second["mode"] == "merge" and second["image_count"] == 17
+    assert zip_hashes(sent[1]) == {sha(p) for p in first_photos + new_photos}
+    assert zip_hashes(sent[0]) == {sha(p) for p in first_photos}
+    # Parameters come from the photo count, and no input the trainer lacks
+    assert "num_repeats" not in sent[1]
+    assert sent[1]["steps"] == second["params"]["steps"]
+    # History: both versions, newest first, the newest current
+    model = harness.call("GET", "/model", user="ana").json()["model"]
+    assert [v["id"] for v in model["versions"]] == [second["version_id"], first["version_id"]]
+    assert model["current_version"]["id"] == second["version_id"]
+
+
+def test_replace_mode_trains_on_the_new_photos_only(harness: Harness) -> None:
+    train(harness, "ben", image_keys=upload(harness, "ben", photos(range(0, 12))))
+    new_photos = photos(range(80, 92))
+    response = start(harness, "ben", image_keys=upload(harness, "ben", new_photos), mode="replace")
+    assert response.status_code == 202, response.text
+    finished(harness, "ben", response.json()["training"]["id"])
+    assert zip_hashes(training_inputs(harness)[1]) == {sha(p) for p in new_photos}
+
+
+def test_three_photos_warn_until_acknowledged_and_twenty_five_do_not(harness: Harness) -> None:
+    keys = upload(harness, "cat", photos(range(0, 3)))
+    warned = start(harness, "cat", image_keys=keys)
+    assert warned.status_code == 422
+    assert warned.json()["error"]["code"] == "IMAGE_VALIDATION"
+    assert codes(warned) == ["LOW_IMAGE_COUNT"]
+    assert "add 7 more" in warned.json()["error"]["details"][0]["message"]
+    assert harness.call("GET", "/model", user="cat").status_code == 404  # nothing was written
+    assert replicate_calls(harness, "POST", "/v1/models") == []
+    acknowledged = start(harness, "cat", image_keys=keys, acknowledge_warnings=True)
+    assert acknowledged.status_code == 202, acknowledged.text
+    assert [f["code"] for f in acknowledged.json()["findings"]] == ["LOW_IMAGE_COUNT"]
+
+    plenty = start(harness, "dan", image_keys=upload(harness, "dan", photos(range(100, 125))))
+    assert plenty.status_code == 202, plenty.text
+    assert plenty.json()["findings"] == []
+
+
+def test_blurry_tiny_corrupt_and_duplicate_photos_each_get_their_code(harness: Harness) -> None:
+    good = photos(range(0, 12))
+    bad = [make_photo(60, blur=6), make_photo(61, size=300), make_photo(62)[:3000], good[0]]
+    keys = upload(harness, "eve", good + bad)
+    response = start(harness, "eve", image_keys=keys)
+    assert response.status_code == 422
+    findings = {f["image_key"]: f["code"] for f in response.json()["error"]["details"]}
+    assert findings == {keys[12]: "BLURRY", keys[13]: "IMAGE_TOO_SMALL", keys[14]: "UNREADABLE_IMAGE",
+                        keys[15]: "NEAR_DUPLICATE"}
+    assert all(f["message"] for f in response.json()["error"]["details"])
+    assert harness.call("GET", "/model", user="eve").status_code == 404
+    assert trainings_created(harness) == []
+
+
+def test_a_second_training_in_flight_is_409(harness: Harness) -> None:
+    harness.emulator.training_seconds = 5
+    first = start(harness, "fay", image_keys=upload(harness, "fay", photos(range(0, 12))))
+    assert first.status_code == 202
+    again = start(harness, "fay", image_keys=upload(harness, "fay", photos(range(20, 32))))
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "TRAINING_IN_PROGRESS"
+    assert len(trainings_created(harness)) == 1
+
+
+def test_a_failing_trainings_create_leaves_the_user_able_to_try_again(harness: Harness) -> None:
+    keys = upload(harness, "gus", photos(range(0, 12)))
+    harness.emulator.fail_next("POST", r"/trainings$", 500, count=10)
+    failed = start(harness, "gus", image_keys=keys)
+    assert failed.status_code in (502, 503)
+    assert failed.json()["error"]["code"].startswith("UPSTREAM")
+    harness.emulator._faults.clear()
+    retried = start(harness, "gus", image_keys=keys)
+    assert retried.status_code == 202, retried.text
+    training = finished(harness, "gus", retried.json()["training"]["id"])
+    assert training["status"] == "succeeded"
+    assert training["seq"] == 2  # the abandoned attempt kept its seq; nothing reuses it
+    assert len(replicate_calls(harness, "POST", "/v1/models")) == 1
+
+
+def test_a_different_trigger_word_on_retrain_is_422_and_nothing_is_written(harness: Harness) -> None:
+    first = train(harness, "hal", image_keys=upload(harness, "hal", photos(range(0, 12))), trigger_word="HALX")
+    refused = start(harness, "hal", image_keys=upload(harness, "hal", photos(range(30, 33))), trigger_word="OTHER")
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "TRIGGER_WORD_LOCKED"
+    assert "HALX" in refused.json()["error"]["message"]
+    model = harness.call("GET", "/model", user="hal").json()["model"]
+    assert model["trigger_word"] == "HALX" and len(model["versions"]) == 1
+    assert len(trainings_created(harness)) == 1
+    assert first["trigger_word"] == "HALX"
+
+
+def test_rollback_pins_the_old_version_until_the_next_training(harness: Harness) -> None:
+    v1 = train(harness, "ivy", image_keys=upload(harness, "ivy", photos(range(0, 12))))["version_id"]
+    v2 = train(harness, "ivy", image_keys=upload(harness, "ivy", photos(range(40, 43))))["version_id"]
+
+    def generate() -> str:
+        answer = harness.call("POST", "/generations", user="ivy", body={"prompt": "on a boat"})
+        assert answer.status_code == 202, answer.text
+        return str(answer.json()["generation"]["model_version_ref"]).split(":")[1]
+
+    assert generate() == v2
+    rolled = harness.call("POST", "/model/rollback", user="ivy", body={"version_id": v1})
+    assert rolled.status_code == 200, rolled.text
+    assert rolled.json()["model"]["current_version"] == {**rolled.json()["model"]["current_version"], "id": v1,
+                                                         "reason": "rollback"}
+    events = wait_for(lambda: [d for d in harness.dispatcher.delivered
+                               if d["detail-type"] == "ModelVersionActivated" and d["detail"]["reason"] == "rollback"],
+                      message="rollback event")
+    assert events[0]["detail"]["version_id"] == v1 and events[0]["detail"]["training_id"] is None
+    assert generate() == v1
+    v3 = train(harness, "ivy", image_keys=upload(harness, "ivy", photos(range(70, 73))))["version_id"]
+    assert generate() == v3 and len({v1, v2, v3}) == 3
+
+    unknown = harness.call("POST", "/model/rollback", user="ivy", body={"version_id": "0" * 64})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "UNKNOWN_VERSION"
+
+
+def test_photo_keys_outside_the_callers_prefix_are_403_before_any_read(harness: Harness) -> None:
+    theirs = upload(harness, "jon", photos(range(0, 12)))
+    stolen = start(harness, "kim", image_keys=[*theirs[:11], "users/kim/uploads/../../jon/uploads/x.jpg"])
+    assert stolen.status_code == 403
+    assert stolen.json()["error"]["code"] == "FORBIDDEN_IMAGE_KEY"
+    assert harness.call("GET", "/model", user="kim").status_code == 404
+
+
+def test_get_training_is_served_from_dynamodb_without_calling_replicate(harness: Harness) -> None:
+    training = train(harness, "lee", image_keys=upload(harness, "lee", photos(range(0, 12))))
+    before = len(harness.emulator.api_calls())
+    again = harness.call("GET", f"/trainings/{training['id']}", user="lee")
+    assert again.status_code == 200 and again.json()["training"]["version_id"] == training["version_id"]
+    assert len(harness.emulator.api_calls()) == before
+    assert harness.call("GET", f"/trainings/{training['id']}", user="someone-else").status_code == 404
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/uploads", {"count": 0}),
+    ("POST", "/uploads", {"count": 1, "content_type": "image/gif"}),
+    ("POST", "/trainings", {"image_keys": "not-a-list"}),
+    ("POST", "/trainings", {"image_keys": [], "mode": "sideways"}),
+    ("POST", "/trainings", {"image_keys": [], "trigger_word": "has space"}),
+    ("POST", "/trainings", {"image_keys": [], "user_id": "someone-else"}),
+    ("POST", "/model/rollback", {"version_id": "owner/name:abc"}),
+    ("POST", "/generations", {"prompt": "x", "num_outputs": 5}),
+])
+def test_each_routes_validation_errors_have_the_error_shape(harness: Harness, method: str, path: str,
+                                                            body: dict[str, Any]) -> None:
+    response = harness.call(method, path, user="val", body=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "INVALID_REQUEST"
+    assert error["message"] and error["details"]
+
+
+def test_no_model_and_no_images_have_their_codes(harness: Harness) -> None:
+    assert harness.call("GET", "/model", user="new").json()["error"]["code"] == "NO_MODEL"
+    empty = start(harness, "new", image_keys=[])
+    assert empty.status_code == 422
+    assert codes(empty) == ["NO_IMAGES"]
+
+
+SPEC_ROUTES = {("POST", "/uploads"), ("POST", "/trainings"), ("GET", "/trainings/{id}"), ("GET", "/model"),
+               ("POST", "/model/rollback"), ("POST", "/generations"), ("GET", "/generations/{id}"),
+               ("POST", "/webhooks/replicate/training"), ("POST", "/webhooks/replicate/prediction")}
+
+
+def openapi_routes(document: dict[str, Any]) -> set[tuple[str, str]]:
+    """(METHOD, path) pairs of an OpenAPI document, with path parameters spelled `{id}`."""
+    import re
+
+    return {(method.upper(), re.sub(r"\{[^}]+\}", "{id}", path))
+            for path, operations in document["paths"].items() for method in operations}
+
+
+def test_the_openapi_documents_list_every_route_of_the_spec_and_the_template(harness: Harness) -> None:
+    served = harness.call("GET", "/openapi.json", user="doc")
+    assert served.status_code == 200
+    assert openapi_routes(served.json()) >= {r for r in SPEC_ROUTES if "generations" not in r[1]
+                                             and "webhooks" not in r[1]}
+    # Each function's resolver generates its own document; together they are the whole API.
+    documented: set[tuple[str, str]] = set()
+    for pool in harness.local.pools.values():
+        module = pool.modules()[0]
+        if hasattr(module, "app"):
+            schema = module.app.get_openapi_schema(title="lorapin", version="1").model_dump(by_alias=True,
+                                                                                           exclude_none=True)
+            documented |= openapi_routes(schema)
+    assert documented >= SPEC_ROUTES
+    template_routes = {(route.method, route.path.replace("{training_id}", "{id}"))
+                       for route in harness.local.template.routes()}
+    assert documented - {("GET", "/openapi.json")} == template_routes - {("GET", "/openapi.json")}
