@@ -41,10 +41,12 @@ class Timeline:
 
 
 class Demo:
-    def __init__(self, stack: LocalStack) -> None:
-        self.stack = stack
-        self.api = stack.api.url
-        self.headers = {"authorization": f"Bearer {issue_token(USER)}", "content-type": "application/json"}
+    """The story, told to a running stack only over HTTP: its API and the emulator's."""
+
+    def __init__(self, api_url: str, emulator_url: str, *, user: str = USER) -> None:
+        self.api = api_url
+        self.emulator = emulator_url
+        self.headers = {"authorization": f"Bearer {issue_token(user)}", "content-type": "application/json"}
         self.timeline = Timeline()
         self.versions: dict[str, str] = {}  # label → version id
 
@@ -53,7 +55,7 @@ class Demo:
         return requests.request(method, f"{self.api}{path}", json=body, headers=self.headers, timeout=30)
 
     def replicate_calls(self) -> list[dict[str, Any]]:
-        return list(requests.get(f"{self.stack.emulator.url}/_emulator/calls", timeout=5).json())
+        return list(requests.get(f"{self.emulator}/_emulator/calls", timeout=5).json())
 
     def expect(self, condition: bool, message: str) -> None:
         if not condition:
@@ -147,7 +149,7 @@ class Demo:
         self.generate("5. generate", "v2")
 
         # Replicate sends training 1's completion again, late, as a new message (new webhook-id).
-        late = requests.post(f"{self.stack.emulator.url}/_emulator/deliver-again/{first['replicate_training_id']}",
+        late = requests.post(f"{self.emulator}/_emulator/deliver-again/{first['replicate_training_id']}",
                              json={"same_webhook_id": False}, timeout=30)
         self.expect(late.status_code == 200, f"6. could not redeliver: {late.status_code}")
         delivery = late.json()
@@ -171,7 +173,7 @@ def run_demo(*, training_seconds: float = 1.0, prediction_seconds: float = 0.3) 
     with LocalStack.running(training_seconds=training_seconds, prediction_seconds=prediction_seconds,
                             quiet=True) as stack:
         print(f"API: {stack.api.url}\nReplicate emulator: {stack.emulator.url}\n", flush=True)
-        demo = Demo(stack)
+        demo = Demo(stack.api.url, stack.emulator.url)
         try:
             demo.run()
         except StepFailed as exc:

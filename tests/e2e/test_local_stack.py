@@ -1,0 +1,90 @@
+"""End to end: `python -m infra.local up` in its own process on free ports, driven only over HTTP
+(the local API and the emulator), then stopped with Ctrl-C as a developer would."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from infra.local.demo import Demo
+from infra.local.template import REPO_ROOT
+from tests.fixtures import free_port
+
+STARTUP_SECONDS = 60
+
+
+class RunningStack:
+    def __init__(self, process: subprocess.Popen[bytes], ports: list[str], api: str, emulator: str) -> None:
+        self.process, self.ports, self.api, self.emulator = process, ports, api, emulator
+
+
+def wait_for_line(log: Path, pattern: str, process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        found = re.search(pattern, log.read_text(errors="replace"), re.MULTILINE)
+        if found:
+            return found.group(1)
+        if process.poll() is not None:
+            raise AssertionError(f"the stack exited early:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"no line matching {pattern!r} within {STARTUP_SECONDS}s")
+
+
+@pytest.fixture
+def running_stack(tmp_path: Path) -> Iterator[RunningStack]:
+    log = tmp_path / "stack.log"
+    ports = [str(free_port()) for _ in range(3)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra.local", "up", "--port", ports[0], "--replicate-port", ports[1],
+             "--aws-port", ports[2], "--training-seconds", "0.5", "--prediction-seconds", "0.2"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env={**_env(), "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        api = wait_for_line(log, r"^API: (http://\S+)$", process)
+        emulator = wait_for_line(log, r"^Replicate emulator: (http://\S+)$", process)
+        yield RunningStack(process, ports, api, emulator)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LORAPIN_", "POWERTOOLS_"))}
+
+
+def test_the_retraining_story_over_http_on_a_stack_started_with_up(running_stack: RunningStack) -> None:
+    stack = running_stack
+    assert stack.api == f"http://127.0.0.1:{stack.ports[0]}"
+    assert stack.emulator == f"http://127.0.0.1:{stack.ports[1]}"
+    # the local API refuses a request without the local token, as API Gateway's JWT authorizer would
+    assert requests.get(f"{stack.api}/model", timeout=10).status_code == 401
+    token = subprocess.run([sys.executable, "-m", "infra.local", "token", "e2e-user"], capture_output=True,
+                           text=True, check=True, cwd=REPO_ROOT).stdout.strip()
+    own = requests.get(f"{stack.api}/model", headers={"authorization": f"Bearer {token}"}, timeout=10)
+    assert own.status_code == 404 and own.json()["error"]["code"] == "NO_MODEL"
+
+    demo = Demo(stack.api, stack.emulator, user="e2e-user")
+    demo.run()  # raises StepFailed when any step misbehaves
+    assert demo.timeline.failures == []
+    assert len(demo.versions) == 2 and len(set(demo.versions.values())) == 2
+    calls = requests.get(f"{stack.emulator}/_emulator/calls", timeout=10).json()
+    assert all(set(call) >= {"method", "path", "status", "at"} for call in calls)
+    assert sum(1 for c in calls if c["method"] == "POST" and c["path"].endswith("/trainings")) == 2
+
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(timeout=20) == 0

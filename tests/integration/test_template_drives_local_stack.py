@@ -1,0 +1,73 @@
+"""The local stack is read from template.yaml: change the template and what runs changes with it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.local.template import Template, load_template
+from lorapin.repository import Repository
+from lorapin.settings import Settings
+from tests.harness import Harness, seed_training, wait_for
+
+
+@pytest.fixture
+def document() -> dict[str, Any]:
+    return copy.deepcopy(load_template())
+
+
+@pytest.fixture
+def start(moto_server: str, emulator: Any) -> Iterator[Any]:
+    with contextlib.ExitStack() as stack:
+        def _start(doc: dict[str, Any]) -> Harness:
+            return stack.enter_context(Harness.start(moto_server, emulator, template=Template(doc),
+                                                     prefix=f"t{uuid.uuid4().hex[:10]}"))
+        yield _start
+
+
+def events_of(document: dict[str, Any], function_id: str) -> dict[str, Any]:
+    events: dict[str, Any] = document["Resources"][function_id]["Properties"]["Events"]
+    return events
+
+
+def test_a_route_removed_from_the_template_is_no_longer_served(document: dict[str, Any], start: Any) -> None:
+    events = events_of(document, "TrainingApiFunction")
+    route = next(name for name, e in events.items() if e["Type"] == "HttpApi" and e["Properties"]["Path"] == "/model")
+    del events[route]
+    world = start(document)
+    removed = world.call("GET", "/model", user="ann")
+    assert removed.status_code == 404
+    assert removed.json() == {"message": "Not Found"}  # API Gateway's own answer: no route, no function ran
+    kept = world.call("POST", "/uploads", user="ann", body={"count": 1})
+    assert kept.status_code == 201
+
+
+def test_the_unchanged_template_serves_that_route(document: dict[str, Any], start: Any) -> None:
+    world = start(document)
+    answer = world.call("GET", "/model", user="ann")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "NO_MODEL"  # the function answered
+
+
+def test_a_changed_rule_pattern_changes_what_is_delivered(document: dict[str, Any], start: Any) -> None:
+    events = events_of(document, "GenerationFunction")
+    rule = next(e for e in events.values() if e["Type"] == "EventBridgeRule")
+    rule["Properties"]["Pattern"]["detail-type"] = ["SomethingElse"]
+    world = start(document)
+    training_id = seed_training(world, "bea")
+    waiting = world.call("POST", "/generations", user="bea", body={"prompt": "hello"}).json()["generation"]
+    world.use_function_env()
+    repository = Repository(Settings.from_env())
+    wait_for(lambda: (t := repository.get_training(training_id)) is not None and t.status == "succeeded",
+             message="activation")
+    # moto's rule no longer matches ModelVersionActivated: nothing reaches the generation function
+    time.sleep(1.5)  # longer than the dispatcher takes to deliver a matching event
+    assert world.dispatcher.delivered == []
+    still = world.call("GET", f"/generations/{waiting['id']}", user="bea").json()["generation"]
+    assert still["status"] == "waiting_for_model"
