@@ -8,12 +8,15 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from botocore.exceptions import BotoCoreError, ClientError
+from pynamodb.exceptions import PynamoDBException
 
 from lorapin.errors import LorapinError, Unauthorized, UpstreamUnavailable
 from lorapin.events import EventPublishFailed
 from lorapin.observability import logger
 
 JsonResponse = Response[dict[str, Any]]
+_AWS_FAILURES: list[type[Exception]] = [ClientError, BotoCoreError, PynamoDBException]
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JsonResponse:
@@ -48,6 +51,14 @@ def build_resolver(*, validation: bool = True) -> APIGatewayHttpResolver:
         logger.error("event not published", extra={"error": str(error)})
         return error_response(UpstreamUnavailable("The change is saved but its event is not sent yet; retry the call.",
                                                   code="EVENT_NOT_PUBLISHED"))
+
+    @app.exception_handler(_AWS_FAILURES)
+    def _aws_unavailable(error: Exception) -> JsonResponse:
+        """DynamoDB throttling, S3 or EventBridge faults: nothing half-done is acknowledged, and
+        a 503 makes Replicate redeliver (webhooks) or tells the frontend to retry."""
+        logger.exception("AWS dependency failed", extra={"error_type": type(error).__name__})
+        return error_response(UpstreamUnavailable("A storage dependency is unavailable; retry shortly.",
+                                                  code="DEPENDENCY_UNAVAILABLE", retry_after_seconds=2))
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> JsonResponse:

@@ -1,0 +1,209 @@
+"""Fault injection (issue 5): AWS faults at the botocore boundary, Replicate faults and lost or
+racing webhooks from the emulator, and the reconciler that heals what webhooks could not."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import botocore.client
+import pytest
+from botocore.exceptions import ClientError
+
+from lorapin.generation import Generations
+from lorapin.reconciler import Reconciler, ReconcileReport, ReconcilerLimits
+from lorapin.repository import Repository
+from lorapin.runtime import Runtime
+from lorapin.settings import Settings
+from lorapin.tables import GenerationItem
+from lorapin.training_completion import TrainingCompletion
+from tests.harness import Harness, seed_training, wait_for
+
+NO_WAIT = ReconcilerLimits(stale_after=timedelta(0))
+
+
+@pytest.fixture
+def aws_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+    """`faults[operation] = n` makes the next n calls of that AWS operation fail, in this process,
+    as the service would answer them (after botocore's own retries gave up)."""
+    faults: dict[str, int] = {}
+    original = botocore.client.BaseClient._make_api_call
+
+    def failing(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        if faults.get(operation_name, 0) > 0:
+            faults[operation_name] -= 1
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}},
+                              operation_name)
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
+    yield faults
+
+
+def repository(world: Harness) -> Repository:
+    world.use_function_env()
+    return Repository(Settings.from_env())
+
+
+def training_status(world: Harness, training_id: str) -> str:
+    record = repository(world).get_training(training_id)
+    assert record is not None
+    return str(record.status)
+
+
+def replicate_training(world: Harness, training_id: str) -> dict[str, Any]:
+    record = repository(world).get_training(training_id)
+    assert record is not None and record.replicate_training_id
+    return dict(world.emulator.trainings[record.replicate_training_id])
+
+
+def activations(world: Harness) -> list[dict[str, Any]]:
+    return [d for d in world.dispatcher.delivered if d["detail-type"] == "ModelVersionActivated"]
+
+
+def reconcile(world: Harness, limits: ReconcilerLimits = NO_WAIT) -> ReconcileReport:
+    """One scheduled run of the reconciler, wired as its function wires it."""
+    world.use_function_env("ReconcilerFunction")
+    runtime = Runtime(Settings.from_env())
+    generations = Generations(runtime.repository, lambda: runtime.replicate, lambda: runtime.media,
+                              runtime.prediction_webhook_url)
+    return Reconciler(runtime.repository, TrainingCompletion(runtime.repository, runtime.publisher), generations,
+                      lambda: runtime.replicate, limits=limits).run()
+
+
+def lost_webhook_training(world: Harness, user_id: str) -> str:
+    """A training that succeeds on Replicate whose webhook never arrives."""
+    world.emulator.suppress_webhooks(1)
+    training_id = seed_training(world, user_id)
+    wait_for(lambda: replicate_training(world, training_id)["status"] == "succeeded", message="Replicate done")
+    return training_id
+
+
+def test_dynamodb_throttling_on_the_guarded_write_answers_503_and_the_redelivery_succeeds(
+        harness: Harness, aws_faults: dict[str, int]) -> None:
+    harness.emulator.training_seconds = 1.0
+    training_id = seed_training(harness, "tina")
+    aws_faults["TransactWriteItems"] = 1  # the activation's guarded write, not the start's
+    attempts = wait_for(lambda: [d for d in harness.emulator.deliveries if d["kind"] == "training"][1:] and
+                        [d for d in harness.emulator.deliveries if d["kind"] == "training"], message="redelivery")
+    assert training_status(harness, training_id) == "succeeded"
+    assert [a["status"] for a in attempts][:2] == [503, 200]
+    assert '"DEPENDENCY_UNAVAILABLE"' in attempts[0]["response"]
+    assert len(wait_for(lambda: activations(harness), message="one event")) == 1
+
+
+def test_put_events_failing_on_every_delivery_is_published_by_the_reconciler(
+        harness: Harness, aws_faults: dict[str, int]) -> None:
+    harness.emulator.webhook_retry_delays = (0.1,)
+    aws_faults["PutEvents"] = 2  # the delivery and its one retry
+    training_id = seed_training(harness, "uma")
+    wait_for(lambda: len([d for d in harness.emulator.deliveries if d["kind"] == "training"]) == 2,
+             message="both deliveries")
+    record = repository(harness).get_training(training_id)
+    assert record is not None and record.status == "succeeded" and record.pending_event is not None
+    assert activations(harness) == []
+    report = reconcile(harness)
+    assert report.events_published == 1
+    events = wait_for(lambda: activations(harness), message="the event, late but not lost")
+    assert events[0]["detail"]["training_id"] == training_id
+    assert repository(harness).get_training(training_id).pending_event is None  # type: ignore[union-attr]
+    assert reconcile(harness).events_published == 0  # published once, not again
+
+
+def test_a_webhook_never_delivered_is_completed_by_one_reconciler_run(harness: Harness) -> None:
+    training_id = lost_webhook_training(harness, "vic")
+    assert training_status(harness, training_id) == "starting"
+    report = reconcile(harness)
+    assert report.trainings_completed == 1
+    assert training_status(harness, training_id) == "succeeded"
+    model = repository(harness).get_model("vic")
+    assert model is not None and model.current_version is not None
+    assert model.current_version.ref == replicate_training(harness, training_id)["output"]["version"]
+    assert len(wait_for(lambda: activations(harness), message="event")) == 1
+
+
+def test_young_trainings_are_left_to_their_webhook(harness: Harness) -> None:
+    lost_webhook_training(harness, "wes")
+    report = reconcile(harness, ReconcilerLimits(stale_after=timedelta(minutes=2)))
+    assert report.trainings_checked == 0
+
+
+def test_the_reconciler_and_a_late_webhook_racing_activate_once(harness: Harness) -> None:
+    training_id = lost_webhook_training(harness, "xan")
+    record = repository(harness).get_training(training_id)
+    assert record is not None
+    answers: list[Any] = []
+    barrier = threading.Barrier(2)
+
+    def late_webhook() -> None:
+        barrier.wait()
+        answers.append(harness.emulator.deliver_again(record.replicate_training_id, same_webhook_id=False))
+
+    def scheduled_run() -> None:
+        barrier.wait()
+        answers.append(reconcile(harness))
+
+    threads = [threading.Thread(target=late_webhook), threading.Thread(target=scheduled_run)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    delivery = next(a for a in answers if isinstance(a, dict))
+    assert delivery["status"] == 200
+    assert training_status(harness, training_id) == "succeeded"
+    wait_for(lambda: activations(harness), message="the activation")
+    threading.Event().wait(1.0)  # time for a second (wrong) event to arrive, if one was sent
+    assert len(activations(harness)) == 1
+
+
+def test_a_training_past_its_maximum_age_is_canceled_and_frees_the_user(harness: Harness) -> None:
+    harness.emulator.training_seconds = 600
+    training_id = seed_training(harness, "yara")
+    report = reconcile(harness, ReconcilerLimits(stale_after=timedelta(0), max_training_age=timedelta(0)))
+    assert report.trainings_canceled == 1
+    assert replicate_training(harness, training_id)["status"] == "canceled"
+    assert training_status(harness, training_id) == "canceled"
+    model = repository(harness).get_model("yara")
+    assert model is not None and model.in_flight_training_id is None
+
+
+def test_a_lost_prediction_webhook_is_completed_by_the_reconciler(harness: Harness) -> None:
+    training_id = seed_training(harness, "zed")
+    wait_for(lambda: training_status(harness, training_id) == "succeeded", message="training")
+    harness.emulator.suppress_webhooks(1)
+    created = harness.call("POST", "/generations", user="zed", body={"prompt": "a lake"}).json()["generation"]
+    wait_for(lambda: harness.emulator.predictions[created["replicate_prediction_id"]]["status"] == "succeeded",
+             message="prediction done")
+    report = reconcile(harness)
+    assert report.generations_completed == 1
+    done = harness.call("GET", f"/generations/{created['id']}", user="zed").json()["generation"]
+    assert done["status"] == "succeeded" and len(done["outputs"]) == 1
+
+
+def test_replicate_429_on_predictions_create_is_retried_then_succeeds(harness: Harness) -> None:
+    training_id = seed_training(harness, "ali")
+    wait_for(lambda: training_status(harness, training_id) == "succeeded", message="training")
+    harness.emulator.fail_next("POST", r"^/v1/predictions$", 429, count=1)
+    response = harness.call("POST", "/generations", user="ali", body={"prompt": "x"})
+    assert response.status_code == 202, response.text
+    posts = [c for c in harness.emulator.api_calls() if c["method"] == "POST" and c["path"] == "/v1/predictions"]
+    assert [c["status"] for c in posts] == [429, 201]
+
+
+@pytest.mark.parametrize("status", [429, 500])
+def test_replicate_refusing_predictions_create_is_503_with_retry_after_and_no_orphan(
+        harness: Harness, status: int) -> None:
+    training_id = seed_training(harness, "bo")
+    wait_for(lambda: training_status(harness, training_id) == "succeeded", message="training")
+    harness.emulator.fail_next("POST", r"^/v1/predictions$", status, count=20)
+    response = harness.call("POST", "/generations", user="bo", body={"prompt": "x"})
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["error"]["code"].startswith("UPSTREAM")
+    posts = [c for c in harness.emulator.api_calls() if c["method"] == "POST" and c["path"] == "/v1/predictions"]
+    assert 1 <= len(posts) <= 4  # bounded; a 5xx is not repeated (it may have created the prediction)
+    harness.use_function_env("GenerationFunction")
+    stuck = [g for g in GenerationItem.scan() if g.user_id == "bo" and g.status in ("starting", "processing")]
+    assert stuck == []
