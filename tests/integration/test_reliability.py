@@ -4,7 +4,6 @@ racing webhooks from the emulator, and the reconciler that heals what webhooks c
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,11 +24,11 @@ NO_WAIT = ReconcilerLimits(stale_after=timedelta(0))
 
 
 @pytest.fixture
-def aws_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
+def aws_faults(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """`faults[operation] = n` makes the next n calls of that AWS operation fail, in this process,
     as the service would answer them (after botocore's own retries gave up)."""
     faults: dict[str, int] = {}
-    original = botocore.client.BaseClient._make_api_call
+    original = getattr(botocore.client.BaseClient, "_make_api_call")  # noqa: B009 (private, untyped)
 
     def failing(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
         if faults.get(operation_name, 0) > 0:
@@ -39,7 +38,7 @@ def aws_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
         return original(self, operation_name, api_params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
-    yield faults
+    return faults
 
 
 def repository(world: Harness) -> Repository:
