@@ -5,6 +5,7 @@ first training runs waits, and the `ModelVersionActivated` consumer releases it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +14,7 @@ from lorapin.clock import new_id, now_iso
 from lorapin.completion import Outcome
 from lorapin.errors import Conflict, NotFound, UpstreamUnavailable
 from lorapin.media import MediaStore, extension_for, generation_output_key
+from lorapin.observability import milliseconds
 from lorapin.prompts import ensure_trigger_word
 from lorapin.replicate_gateway import ReplicateGateway, ReplicateRejected
 from lorapin.replicate_objects import ReplicatePrediction
@@ -146,8 +148,12 @@ class Generations:
         status = prediction.normalised_status
         keys = self._copy_outputs(generation, prediction) if status == "succeeded" else []
         error = None if status == "succeeded" else prediction.error_message
+        completed_at = now_iso()
         recorded = self._repository.complete_generation(generation, status=status, output_keys=keys, error=error,
-                                                        completed_at=now_iso())
+                                                        completed_at=completed_at)
+        if recorded:
+            seconds = (datetime.fromisoformat(completed_at) - datetime.fromisoformat(generation.created_at))
+            milliseconds(f"Generation{status.title()}Latency", seconds.total_seconds() * 1000)
         return Outcome.RECORDED if recorded else Outcome.DUPLICATE
 
     def _copy_outputs(self, generation: GenerationItem, prediction: ReplicatePrediction) -> list[str]:

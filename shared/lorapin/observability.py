@@ -22,8 +22,12 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 # every such invocation, which would drown real warnings in the logs.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-__all__ = ["MetricUnit", "count", "logger", "metrics", "tracer"]
+__all__ = ["MetricUnit", "count", "logger", "metrics", "milliseconds", "tracer"]
 
 
 def count(name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def milliseconds(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)

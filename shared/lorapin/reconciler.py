@@ -26,7 +26,9 @@ from lorapin.versions import ModelName
 
 @dataclass(frozen=True)
 class ReconcilerLimits:
-    stale_after: timedelta = timedelta(minutes=5)  # younger work is left to its webhook
+    # Younger work is left to its webhook. Shorter than any real training and than the schedule
+    # (5 minutes), so a training whose webhook is lost is completed by the first run after it ends.
+    stale_after: timedelta = timedelta(minutes=2)
     max_training_age: timedelta = timedelta(hours=6)  # then cancel it: "training forever" ends here
     max_generation_age: timedelta = timedelta(minutes=30)
     drift_window: timedelta = timedelta(hours=24)

@@ -206,3 +206,38 @@ def test_replicate_refusing_predictions_create_is_503_with_retry_after_and_no_or
     harness.use_function_env("GenerationFunction")
     stuck = [g for g in GenerationItem.scan() if g.user_id == "bo" and g.status in ("starting", "processing")]
     assert stuck == []
+
+
+def scheduled_run(world: Harness) -> dict[str, Any]:
+    """The reconciler's Lambda, invoked the way its Schedule event invokes it."""
+    event = {"id": "sched-1", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    result: dict[str, Any] = world.local.pools["ReconcilerFunction"].invoke(event)
+    return result
+
+
+def test_drift_is_reported_with_both_ids_and_counted_but_a_rollback_is_not(
+        harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    first = seed_training(harness, "dia")
+    wait_for(lambda: training_status(harness, first) == "succeeded", message="first")
+    second = seed_training(harness, "dia")
+    wait_for(lambda: training_status(harness, second) == "succeeded", message="second")
+    model = repository(harness).get_model("dia")
+    assert model is not None and model.current_version is not None
+    destination = model.destination
+    stored = model.current_version.id
+    # In sync: nothing to report
+    assert scheduled_run(harness)["drift"] == []
+    # A version pushed to the destination outside lorapin: drift, with both ids
+    foreign = "f" * 64
+    harness.emulator._add_version(destination, foreign)
+    capsys.readouterr()
+    drift = scheduled_run(harness)["drift"]
+    assert drift == [{"user_id": "dia", "destination": destination, "current_version_id": stored,
+                      "latest_version_id": foreign, "reason": drift[0]["reason"]}]
+    out = capsys.readouterr().out
+    assert '"VersionDrift":[1.0]' in out.replace(" ", "")
+    # A rollback explains the difference
+    first_version = repository(harness).get_training(first).version_id  # type: ignore[union-attr]
+    rolled = harness.call("POST", "/model/rollback", user="dia", body={"version_id": first_version})
+    assert rolled.status_code == 200
+    assert scheduled_run(harness)["drift"] == []

@@ -1,0 +1,142 @@
+"""template.yaml's hardening, checked on the document itself: scoped policies, an alarm on every
+dead-letter queue, canary deploys that roll back on alarms, throttling and reserved concurrency."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from infra.local.template import load_template
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+FUNCTIONS = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
+SCOPED = {"ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "IdempotencyTable", "EventBus",
+          "MediaBucket"}
+
+
+def refs_in(value: Any) -> set[str]:
+    """Every logical id a value refers to (Ref, GetAtt, or ${X} inside Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value:
+            found.add(str(value["Ref"]))
+        if "Fn::GetAtt" in value:
+            found.add(str(value["Fn::GetAtt"][0]))
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}]+)\}", text)}
+        for inner in value.values():
+            found |= refs_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= refs_in(inner)
+    return found
+
+
+def policy_statements() -> list[tuple[str, dict[str, Any]]]:
+    """Inline statements of every function policy and every IAM/resource policy in the template."""
+    statements: list[tuple[str, dict[str, Any]]] = []
+    for name, function in FUNCTIONS.items():
+        for policy in function["Properties"].get("Policies", []):
+            if isinstance(policy, dict) and "Statement" in policy:
+                statements += [(name, s) for s in policy["Statement"]]
+    for name, resource in RESOURCES.items():
+        document = resource.get("Properties", {}).get("PolicyDocument")
+        if document:
+            statements += [(name, s) for s in document["Statement"]]
+    return statements
+
+
+@pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
+def test_function_policies_are_sam_templates_scoped_to_one_of_our_resources(function_id: str) -> None:
+    for policy in FUNCTIONS[function_id]["Properties"].get("Policies", []):
+        assert isinstance(policy, dict), f"{function_id}: managed policy by name {policy!r} is not scoped"
+        ((template_name, arguments),) = policy.items()
+        if template_name == "Statement":
+            continue
+        assert refs_in(arguments) or "ParameterName" in arguments, f"{function_id}: {template_name} has no scope"
+        for argument in arguments.values():
+            assert argument != "*" and "*" not in json.dumps(argument), f"{function_id}: {template_name} uses *"
+
+
+def test_no_statement_allows_wildcard_actions_or_resources_on_table_bus_or_bucket() -> None:
+    for owner, statement in policy_statements():
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(a == "*" or a.endswith(":*") for a in actions), f"{owner}: {actions}"
+        resources = statement.get("Resource", [])
+        resources = resources if isinstance(resources, list) else [resources]
+        assert "*" not in resources, f"{owner} allows Resource *"
+
+
+def test_every_function_policy_names_only_our_resources() -> None:
+    for function_id, function in FUNCTIONS.items():
+        named = refs_in(function["Properties"].get("Policies", []))
+        assert named & SCOPED, function_id
+        assert named <= set(RESOURCES) | {"Stage", "ReplicateSecretArn"}, f"{function_id}: {named - set(RESOURCES)}"
+
+
+def test_every_queue_has_an_alarm_on_its_depth() -> None:
+    queues = {k for k, v in RESOURCES.items() if v["Type"] == "AWS::SQS::Queue"}
+    watched = {next(iter(refs_in(v["Properties"]["Dimensions"])))
+               for v in RESOURCES.values() if v["Type"] == "AWS::CloudWatch::Alarm"
+               and v["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"}
+    assert queues and queues <= watched
+
+
+def test_api_5xx_and_version_drift_have_alarms_that_notify() -> None:
+    alarms = {v["Properties"]["MetricName"]: v["Properties"] for v in RESOURCES.values()
+              if v["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms["5xx"]["Namespace"] == "AWS/ApiGateway"
+    assert alarms["VersionDrift"]["Namespace"] == "Lorapin"
+    assert all(a.get("AlarmActions") for a in alarms.values())
+
+
+def test_deploys_are_canaries_in_prod_that_roll_back_on_their_alarms() -> None:
+    assert TEMPLATE["Globals"]["Function"]["AutoPublishAlias"]
+    for function_id, function in FUNCTIONS.items():
+        preference = function["Properties"]["DeploymentPreference"]
+        assert preference["Alarms"], function_id
+        assert all(refs_in(alarm) <= set(RESOURCES) for alarm in preference["Alarms"])
+    webhook_type = FUNCTIONS["ReplicateWebhookFunction"]["Properties"]["DeploymentPreference"]["Type"]
+    assert webhook_type["Fn::If"][1].startswith("Canary")
+
+
+def test_webhook_concurrency_is_reserved_and_the_api_is_throttled() -> None:
+    assert FUNCTIONS["ReplicateWebhookFunction"]["Properties"]["ReservedConcurrentExecutions"] > 0
+    api = next(v for v in RESOURCES.values() if v["Type"] == "AWS::Serverless::HttpApi")
+    throttling = api["Properties"]["DefaultRouteSettings"]
+    assert throttling["ThrottlingBurstLimit"] > 0 and throttling["ThrottlingRateLimit"] > 0
+
+
+def test_async_invocations_and_rule_deliveries_have_dead_letter_queues() -> None:
+    for function_id in ("GenerationFunction", "ReconcilerFunction"):
+        assert FUNCTIONS[function_id]["Properties"]["DeadLetterQueue"]["Type"] == "SQS"
+    for function in FUNCTIONS.values():
+        for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] == "EventBridgeRule":
+                assert event["Properties"]["DeadLetterConfig"]["Arn"]
+                assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+def test_only_webhook_routes_skip_the_jwt_authorizer() -> None:
+    for function in FUNCTIONS.values():
+        for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] != "HttpApi":
+                continue
+            unauthenticated = event["Properties"].get("Auth", {}).get("Authorizer") == "NONE"
+            assert unauthenticated == event["Properties"]["Path"].startswith("/webhooks/replicate/")
+
+
+def test_tables_have_point_in_time_recovery_and_encryption() -> None:
+    for name, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            props = resource["Properties"]
+            assert props["BillingMode"] == "PAY_PER_REQUEST", name
+            assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], name
+            assert props["SSESpecification"]["SSEEnabled"], name
