@@ -45,7 +45,7 @@ def get_generation(generation_id: str) -> JsonResponse:
 def release_waiting(event: dict[str, Any]) -> dict[str, Any]:
     """EventBridge: a version became current; start what waited for it. Duplicates are no-ops."""
     detail = event.get("detail") or {}
-    logger.append_keys(correlation_id=detail.get("training_id") or event.get("id"))
+    logger.set_correlation_id(detail.get("correlation_id") or event.get("id"))
     released = _generations().release_waiting(str(detail["user_id"]), str(detail["version_id"]))
     logger.info("waiting generations released", extra={"user_id": detail.get("user_id"),
                                                        "version_id": detail.get("version_id"),

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from lorapin.observability import logger
+
 EVENT_SOURCE = "lorapin"
 MODEL_VERSION_ACTIVATED = "ModelVersionActivated"
 TRAINING_FAILED = "TrainingFailed"
@@ -54,8 +56,15 @@ class EventsClient(Protocol):
 
 
 def to_outbox(event: DomainEvent) -> dict[str, Any]:
-    """The form an event is stored in, beside the state change it reports, until published."""
-    return {"detail_type": event.detail_type, "detail": asdict(event)}
+    """The form an event is stored in, beside the state change it reports, until published.
+
+    It keeps the correlation id of the request that caused it (a webhook-id, an API request id),
+    so the consumer's logs join the producer's even when the reconciler publishes it later."""
+    detail = asdict(event)
+    correlation_id = logger.get_correlation_id()
+    if correlation_id:
+        detail["correlation_id"] = correlation_id
+    return {"detail_type": event.detail_type, "detail": detail}
 
 
 class EventPublisher:

@@ -67,6 +67,9 @@ def test_signed_success_activates_publishes_and_pins_the_next_generation(harness
     # and ModelVersionActivated went through the template's rule into the generation function's queue
     events = wait_for(lambda: activated_events(harness), message="ModelVersionActivated delivered")
     assert events[0]["result"] == {"released": 0}
+    # carrying the webhook's id as its correlation id, so the consumer's logs join the producer's
+    delivery = next(d for d in harness.emulator.deliveries if d["kind"] == "training")
+    assert events[0]["detail"]["correlation_id"] == delivery["webhook_id"]
     # and the next generation is pinned to exactly that version, with the trained trigger word
     response = harness.call("POST", "/generations", user="alice", body={"prompt": "a portrait at the beach"})
     assert response.status_code == 202, response.text
