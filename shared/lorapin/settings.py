@@ -53,8 +53,17 @@ class Settings(BaseModel):
     @field_validator("training_params_overrides", mode="before")
     @classmethod
     def _overrides(cls, value: Any) -> Any:
+        """Checked at cold start against the trainer's inputs, not at the first training."""
+        from lorapin.training_params import InvalidTrainingParams, check_trainer_inputs
+
         if isinstance(value, str):
-            return json.loads(value or "{}")
+            value = json.loads(value or "{}")
+        if not isinstance(value, dict):
+            raise ValueError("TRAINING_PARAMS_OVERRIDES must be a JSON object")
+        try:
+            check_trainer_inputs(value)
+        except InvalidTrainingParams as exc:
+            raise ValueError(exc.message) from exc
         return value
 
     @field_validator("public_api_url")

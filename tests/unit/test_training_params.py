@@ -41,3 +41,18 @@ def test_deployment_overrides_win_but_are_still_checked() -> None:
         training_params_for(20, {"num_repeats": 20})
     with pytest.raises(InvalidTrainingParams, match="lora_rank"):
         training_params_for(20, {"lora_rank": 512})
+
+
+def test_bad_overrides_fail_at_cold_start() -> None:
+    from pydantic import ValidationError
+
+    from lorapin.settings import Settings
+
+    base = {"MODELS_TABLE_NAME": "models", "TRAININGS_TABLE_NAME": "trainings", "VERSIONS_TABLE_NAME": "versions",
+            "GENERATIONS_TABLE_NAME": "generations", "IDEMPOTENCY_TABLE_NAME": "idempotency", "EVENT_BUS_NAME": "b",
+            "MEDIA_BUCKET_NAME": "media", "REPLICATE_SECRET_ARN": "arn:secret", "REPLICATE_OWNER": "acme",
+            "TRAINER_VERSION": "a" * 64}
+    settings = Settings.model_validate({**base, "TRAINING_PARAMS_OVERRIDES": '{"steps": 1200}'})
+    assert settings.training_params_overrides == {"steps": 1200}
+    with pytest.raises(ValidationError, match="num_repeats"):
+        Settings.model_validate({**base, "TRAINING_PARAMS_OVERRIDES": '{"num_repeats": 20}'})
