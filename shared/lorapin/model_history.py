@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from lorapin.clock import now_iso
-from lorapin.errors import NotFound
-from lorapin.events import EventPublisher, ModelVersionActivated
-from lorapin.repository import Repository
+from lorapin.errors import Conflict, NotFound
+from lorapin.events import EventPublisher, EventPublishFailed, ModelVersionActivated, to_outbox
+from lorapin.observability import logger
+from lorapin.repository import GuardRejected, Repository
 from lorapin.tables import ModelItem, TrainingItem, VersionItem
 
 
@@ -38,9 +39,26 @@ class ModelHistory:
             raise NotFound("That version is not one of your model's versions.", code="UNKNOWN_VERSION")
         previous = model.current_version.id if model.current_version else None
         activated_at = now_iso()
-        self._repository.pin_version(model, version, activated_at=activated_at)
-        self._publisher.publish(ModelVersionActivated(
+        event = to_outbox(ModelVersionActivated(
             user_id=user_id, destination=version.destination, version_id=version.version_id, version_ref=version.ref,
             trigger_word=version.trigger_word, training_id=None, seq=int(version.seq),
             previous_version_id=previous, reason="rollback", activated_at=activated_at))
+        try:
+            self._repository.pin_version(model, version, activated_at=activated_at, event=event)
+        except GuardRejected as exc:
+            raise Conflict("Your model changed while rolling back (a training finished?); look at it and retry.",
+                           code="MODEL_CHANGED") from exc
+        try:
+            self.publish_pending(user_id)
+        except EventPublishFailed as exc:  # the rollback stands; the reconciler publishes the outbox
+            logger.warning("rollback event left in the outbox", extra={"user_id": user_id, "error": str(exc)})
         return self.model(user_id)
+
+    def publish_pending(self, user_id: str) -> bool:
+        """Publish the event a rollback stored with its write, then clear it (I5)."""
+        model = self._repository.get_model(user_id)
+        if model is None or not model.pending_event:
+            return False
+        self._publisher.publish_outbox(model.pending_event)
+        self._repository.mark_model_event_published(user_id, model.pending_event)
+        return True

@@ -15,7 +15,9 @@ from typing import Any
 from lorapin.clock import iso, now_iso, utc_now
 from lorapin.drift import classify_drift
 from lorapin.errors import LorapinError
+from lorapin.events import EventPublishFailed
 from lorapin.generation import Generations
+from lorapin.model_history import ModelHistory
 from lorapin.observability import count, logger
 from lorapin.replicate_gateway import ReplicateGateway, ReplicateRejected
 from lorapin.repository import Repository, TrainingStarts
@@ -60,6 +62,7 @@ class Reconciler:
         self._replicate = replicate
         self._limits = limits or ReconcilerLimits()
         self._now = now
+        self._history = ModelHistory(repository, completion.publisher)
 
     def run(self) -> ReconcileReport:
         report = ReconcileReport()
@@ -80,7 +83,7 @@ class Reconciler:
             report.trainings_checked += 1
             try:
                 self._reconcile_training(item, report, now)
-            except (LorapinError, ReplicateRejected) as exc:
+            except (LorapinError, ReplicateRejected, EventPublishFailed) as exc:
                 report.errors.append(f"training {item.training_id}: {exc}")
 
     def _reconcile_training(self, item: TrainingItem, report: ReconcileReport, now: datetime) -> None:
@@ -115,7 +118,7 @@ class Reconciler:
             report.generations_checked += 1
             try:
                 self._reconcile_generation(item, report, now)
-            except (LorapinError, ReplicateRejected) as exc:
+            except (LorapinError, ReplicateRejected, EventPublishFailed) as exc:
                 report.errors.append(f"generation {item.generation_id}: {exc}")
 
     def _reconcile_generation(self, item: GenerationItem, report: ReconcileReport, now: datetime) -> None:
@@ -145,7 +148,12 @@ class Reconciler:
     def _drift(self, report: ReconcileReport, now: datetime) -> None:
         since = iso(now - self._limits.drift_window)
         for model in ModelItem.recent.query(DRIFT_SHARD, ModelItem.updated_at > since, limit=self._limits.batch):
-            self._check_drift(model, report)
+            try:
+                if model.pending_event and self._history.publish_pending(model.user_id):
+                    report.events_published += 1
+                self._check_drift(model, report)
+            except (LorapinError, ReplicateRejected, EventPublishFailed) as exc:  # one model never stops the run
+                report.errors.append(f"model {model.user_id}: {exc}")
 
     def _check_drift(self, model: ModelItem, report: ReconcileReport) -> None:
         current = model.current_version

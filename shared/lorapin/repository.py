@@ -220,21 +220,35 @@ class Repository:
 
     # --- rollback --------------------------------------------------------------------------------
     @staticmethod
-    def pin_version(model: ModelItem, version: VersionItem, *, activated_at: str) -> None:
-        """Rollback: pin an earlier version of the same destination. The high-water mark stays (I1)."""
+    def pin_version(model: ModelItem, version: VersionItem, *, activated_at: str, event: dict[str, Any]) -> None:
+        """Rollback: pin an earlier version of the same destination, with its event in the outbox.
+
+        The high-water mark stays (I1). Conditioned on the model being as it was read, so a
+        training activated meanwhile is not silently overwritten (GuardRejected)."""
         current = VersionInfo(id=version.version_id, ref=version.ref, trigger_word=version.trigger_word,
                               training_id=version.training_id, seq=version.seq, activated_at=activated_at,
                               reason="rollback")
         try:
             model.update(
                 actions=[ModelItem.current_version.set(current), ModelItem.status.set("ready"),
-                         ModelItem.updated_at.set(activated_at)],
-                condition=ModelItem.destination == version.destination,
+                         ModelItem.pending_event.set(event), ModelItem.updated_at.set(activated_at)],
+                condition=(ModelItem.destination == version.destination)
+                & (ModelItem.updated_at == model.updated_at),
             )
         except UpdateError as exc:
             if _condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
+
+    @staticmethod
+    def mark_model_event_published(user_id: str, event: dict[str, Any]) -> None:
+        """Clear the model's outbox, unless a newer rollback has put another event there."""
+        try:
+            ModelItem(user_id).update(actions=[ModelItem.pending_event.remove()],
+                                      condition=ModelItem.pending_event == event)
+        except UpdateError as exc:
+            if not _condition_failed(exc):
+                raise
 
     # --- generations -----------------------------------------------------------------------------
     @staticmethod

@@ -64,6 +64,7 @@ class ModelItem(Model):
     last_seq = NumberAttribute(default=0)  # last sequence number handed to a training
     in_flight_training_id = UnicodeAttribute(null=True)  # I2: at most one
     last_photo_manifest = JSONAttribute(null=True)  # photo set of the newest started training
+    pending_event = JSONAttribute(null=True)  # outbox of a rollback's event until published (I5)
     drift_shard = UnicodeAttribute(default=DRIFT_SHARD)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()

@@ -54,6 +54,10 @@ class TrainingCompletion:
         self._repository = repository
         self._publisher = publisher
 
+    @property
+    def publisher(self) -> EventPublisher:
+        return self._publisher
+
     def apply(self, training: ReplicateTraining, *, training_id_hint: str | None = None) -> CompletionResult:
         for _ in range(MAX_ATTEMPTS):
             record = self._find(training, training_id_hint)

@@ -241,3 +241,25 @@ def test_drift_is_reported_with_both_ids_and_counted_but_a_rollback_is_not(
     rolled = harness.call("POST", "/model/rollback", user="dia", body={"version_id": first_version})
     assert rolled.status_code == 200
     assert scheduled_run(harness)["drift"] == []
+
+
+def test_a_rollback_whose_event_fails_stands_and_the_reconciler_publishes_it(
+        harness: Harness, aws_faults: dict[str, int]) -> None:
+    first = seed_training(harness, "rob")
+    wait_for(lambda: training_status(harness, first) == "succeeded", message="first")
+    second = seed_training(harness, "rob")
+    wait_for(lambda: training_status(harness, second) == "succeeded", message="second")
+    old = repository(harness).get_training(first).version_id  # type: ignore[union-attr]
+    aws_faults["PutEvents"] = 1
+    rolled = harness.call("POST", "/model/rollback", user="rob", body={"version_id": old})
+    assert rolled.status_code == 200  # the rollback stands
+    assert rolled.json()["model"]["current_version"]["id"] == old
+
+    def rollback_events() -> list[dict[str, Any]]:
+        return [e for e in activations(harness) if e["detail"]["reason"] == "rollback"]
+
+    threading.Event().wait(1.0)
+    assert rollback_events() == []
+    assert reconcile(harness).events_published == 1
+    assert wait_for(rollback_events, message="the rollback's event")[0]["detail"]["version_id"] == old
+    assert reconcile(harness).events_published == 0

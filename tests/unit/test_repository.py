@@ -102,13 +102,23 @@ def test_rollback_pins_an_old_version_without_lowering_the_high_water_mark(repo:
     assert model is not None
     version = repo.get_version("u1", old.id)
     assert version is not None
-    repo.pin_version(model, version, activated_at="2026-01-03T00:00:00.000Z")
-    model = repo.get_model("u1")
-    assert model is not None
-    assert model.current_version is not None
-    assert model.current_version.id == old.id
-    assert model.current_version.reason == "rollback"
-    assert int(model.applied_seq) == 2
+    event = {"detail_type": "ModelVersionActivated", "detail": {"version_id": old.id}}
+    stale = repo.get_model("u1")
+    assert stale is not None
+    repo.pin_version(model, version, activated_at="2026-01-03T00:00:00.000Z", event=event)
+    pinned = repo.get_model("u1")
+    assert pinned is not None
+    assert pinned.current_version is not None
+    assert pinned.current_version.id == old.id
+    assert pinned.current_version.reason == "rollback"
+    assert int(pinned.applied_seq) == 2
+    assert pinned.pending_event == event  # the outbox, until published
+    # a rollback prepared from a stale read of the model is refused, not silently applied
+    with pytest.raises(GuardRejected):
+        repo.pin_version(stale, version, activated_at="2026-01-04T00:00:00.000Z", event=event)
+    repo.mark_model_event_published("u1", event)
+    cleared = repo.get_model("u1")
+    assert cleared is not None and cleared.pending_event is None
 
 
 def test_settling_frees_the_slot_only_for_the_training_that_holds_it(repo: Repository) -> None:
