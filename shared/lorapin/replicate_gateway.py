@@ -171,3 +171,31 @@ class ReplicateGateway:
             raise UpstreamUnavailable(f"Replicate answered {exc.status}: {exc.detail}") from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"Replicate did not answer: {exc}") from exc
+
+    # --- operator tools (the `lorapin` command) ---------------------------------------------------
+    def list_trainings(self, *, max_pages: int = 50) -> list[ReplicateTraining]:
+        """The account's trainings, newest first, following the cursor; unreadable entries are skipped."""
+        from pydantic import ValidationError
+
+        trainings: list[ReplicateTraining] = []
+        for item in self._paged_results("/v1/trainings", max_pages=max_pages):
+            try:
+                trainings.append(ReplicateTraining.model_validate(item))
+            except ValidationError:
+                continue
+        return trainings
+
+    def _paged_results(self, path: str, *, max_pages: int) -> list[dict[str, Any]]:
+        """The `results` of a cursor-paginated list, page after page (at most `max_pages`)."""
+        from functools import partial
+
+        results: list[dict[str, Any]] = []
+        next_path: str | None = path
+        for _ in range(max_pages):
+            if not next_path:
+                break
+            page = self._call(partial(self.client._request, "GET", next_path)).json()
+            results.extend(item for item in page.get("results", []) if isinstance(item, dict))
+            next_url = page.get("next")
+            next_path = next_url.split(self._base_url, 1)[-1] if next_url else None
+        return results

@@ -250,6 +250,19 @@ class Repository:
             if not _condition_failed(exc):
                 raise
 
+    def create_imported_model(self, model: ModelItem, version: VersionItem) -> bool:
+        """Backfill: create a legacy model with its current version in one transaction that only
+        creates. False when lorapin already has either (nothing is overwritten)."""
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.save(model, condition=ModelItem.user_id.does_not_exist())
+                tx.save(version, condition=VersionItem.version_id.does_not_exist())
+        except TransactWriteError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
     # --- generations -----------------------------------------------------------------------------
     @staticmethod
     def put_generation(generation: GenerationItem) -> None:
