@@ -129,6 +129,7 @@ def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", im
     from lorapin.runtime import Runtime
     from lorapin.settings import Settings
     from lorapin.tables import ModelItem, TrainingItem
+    from lorapin.training_start import destination_name
     from lorapin.versions import ModelName
 
     world.use_function_env("TrainingApiFunction" if "TrainingApiFunction" in world.stack.function_env
@@ -139,7 +140,7 @@ def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", im
     gateway = ReplicateGateway("r8_local", world.emulator.url)
     model = repository.get_model(user_id)
     now = now_iso()
-    destination = ModelName(settings.replicate_owner, f"lorapin-{user_id}")
+    destination = destination_name(settings.replicate_owner, user_id)  # the production naming
     new_model = None
     if model is None:
         if not gateway.model_exists(destination):
