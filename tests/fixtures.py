@@ -23,9 +23,9 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's server on 127.0.0.1: a real HTTP connection, shared by the session."""
-    from moto.server import ThreadedMotoServer
+    from infra.local.moto_server import AtomicMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server = AtomicMotoServer(ip_address="127.0.0.1", port=free_port())
     server.start()
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"

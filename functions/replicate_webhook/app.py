@@ -72,7 +72,8 @@ def training_webhook() -> JsonResponse:
     return json_response(200, result)
 
 
-@idempotent_function(data_keyword_argument="delivery", persistence_store=persistence, config=idempotency_config)
+@idempotent_function(data_keyword_argument="delivery", persistence_store=persistence, config=idempotency_config,
+                     key_prefix="replicate-webhook#training")  # stable across deploys and module paths
 def _handle_training(delivery: dict[str, Any]) -> dict[str, Any]:
     training = ReplicateTraining.model_validate_json(delivery["body"])
     try:
@@ -108,7 +109,8 @@ def prediction_webhook() -> JsonResponse:
     return json_response(200, result)
 
 
-@idempotent_function(data_keyword_argument="delivery", persistence_store=persistence, config=idempotency_config)
+@idempotent_function(data_keyword_argument="delivery", persistence_store=persistence, config=idempotency_config,
+                     key_prefix="replicate-webhook#prediction")
 def _handle_prediction(delivery: dict[str, Any]) -> dict[str, Any]:
     prediction = ReplicatePrediction.model_validate_json(delivery["body"])
     generations = Generations(runtime.repository, lambda: runtime.replicate, lambda: runtime.media,

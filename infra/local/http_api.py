@@ -3,6 +3,8 @@ with API Gateway's payload 2.0 event and JWT authorizer behaviour."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import queue
 import threading
@@ -19,11 +21,19 @@ from infra.local.tokens import DEFAULT_TOKEN_SECRET, InvalidToken, verify_token
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 
 
+_ONE_INVOCATION_AT_A_TIME = threading.Lock()
+"""Lambda runs one invocation per process; here every function shares one process, and Powertools
+keeps the current request on a class (`BaseRouter.current_event`) and log keys on a shared logger.
+Concurrent invocations would read each other's event, so they take turns (see infra/bench/containers.py
+for process containers when real parallelism is measured)."""
+
+
 class FunctionPool:
     """A few warm "containers" of one function: Lambda runs one request per container at a time."""
 
-    def __init__(self, name: str, load: Callable[[], Handler], size: int = 4) -> None:
+    def __init__(self, name: str, load: Callable[[], Handler], size: int = 4, *, quiet: bool = False) -> None:
         self.name = name
+        self._quiet = quiet
         self._idle: queue.Queue[Handler] = queue.Queue()
         self._handlers = [load() for _ in range(size)]
         for handler in self._handlers:
@@ -38,7 +48,11 @@ class FunctionPool:
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self._idle.get()
         try:
-            return handler(event, LocalContext(self.name))
+            with _ONE_INVOCATION_AT_A_TIME:
+                if not self._quiet:
+                    return handler(event, LocalContext(self.name))
+                with contextlib.redirect_stdout(io.StringIO()):  # metrics (EMF) are printed, logs are not
+                    return handler(event, LocalContext(self.name))
         finally:
             self._idle.put(handler)
 

@@ -46,15 +46,13 @@ class LocalStack:
 
         os.environ.update(LOCAL_CREDENTIALS)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
-        function_overrides: dict[str, str] = {}
-        if quiet:
-            function_overrides |= {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+        function_overrides: dict[str, str] = {"POWERTOOLS_LOG_LEVEL": "WARNING"} if quiet else {}
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         with contextlib.ExitStack() as stack:
             if aws_endpoint is None:
-                from moto.server import ThreadedMotoServer
+                from infra.local.moto_server import AtomicMotoServer
 
-                server = ThreadedMotoServer(ip_address=host, port=aws_port, verbose=False)
+                server = AtomicMotoServer(ip_address=host, port=aws_port)
                 server.start()
                 stack.callback(server.stop)
                 moto_host, moto_port = server.get_host_and_port()
@@ -73,7 +71,7 @@ class LocalStack:
                                           "webhook_signing_secret": emulator.signing_secret},
                             env_overrides={**function_overrides, "REPLICATE_BASE_URL": emulator.url})
             pools = {function_id: FunctionPool(function_id, partial(load_handler, spec, aws.function_env[function_id]),
-                                               pool_size)
+                                               pool_size, quiet=quiet)
                      for function_id, spec in template.functions().items()}
             api.pools.update(pools)
             api.start()

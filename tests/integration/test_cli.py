@@ -23,6 +23,7 @@ from lorapin.cli import main
 from lorapin.replicate_gateway import ReplicateGateway
 from lorapin.repository import Repository
 from lorapin.settings import Settings
+from lorapin.training_start import destination_name
 from lorapin.versions import ModelName
 from tests.harness import Harness, seed_training, wait_for
 
@@ -60,6 +61,11 @@ def replicate_get(world: Harness, path: str) -> dict[str, Any]:
     response = requests.get(f"{world.emulator.url}{path}", headers=REPLICATE_AUTH, timeout=5)
     response.raise_for_status()
     return dict(response.json())
+
+
+def managed_destination(user_id: str) -> str:
+    """The destination lorapin derives for a user it manages."""
+    return str(destination_name(LOCAL_OWNER, user_id))
 
 
 def latest_on_replicate(world: Harness, destination: str) -> str:
@@ -129,7 +135,7 @@ def test_backfill_plans_applies_once_and_a_second_run_changes_nothing(
     legacy_csv = tmp_path / "user_models.csv"
     legacy_csv.write_text(Template(LEGACY_FIXTURE.read_text(encoding="utf-8")).substitute(
         alice_latest=alice_latest, bob_latest=latest["bob"], trainer_version=TRAINER_VERSION_ID,
-        hank_latest=hank_latest), encoding="utf-8")
+        hank_latest=hank_latest, hank_destination=managed_destination("hank")), encoding="utf-8")
     capsys.readouterr()
 
     # When the operator looks at the plan (a dry run, as a table)
@@ -244,12 +250,12 @@ def test_audit_finds_drift_a_wrong_trigger_word_and_a_foreign_version_and_accept
     dan = repository(harness).get_model("dan")
     assert dan is not None and dan.current_version is not None
     dan.current_version.id = ann_version
-    dan.current_version.ref = f"{LOCAL_OWNER}/lorapin-ann:{ann_version}"
+    dan.current_version.ref = f"{managed_destination('ann')}:{ann_version}"
     dan.save()
     # ... and one rolled back by the operator, through the API's own code path
     eve_first = train_to_completion(harness, "eve")
     eve_latest = train_to_completion(harness, "eve")
-    code, rolled = run(capsys, "rollback", "eve", f"{LOCAL_OWNER}/lorapin-eve:{eve_first}")
+    code, rolled = run(capsys, "rollback", "eve", f"{managed_destination('eve')}:{eve_first}")
     assert code == 0
     assert rolled["model"]["current_version"]["id"] == eve_first
     assert rolled["model"]["current_version"]["reason"] == "rollback"
@@ -266,7 +272,7 @@ def test_audit_finds_drift_a_wrong_trigger_word_and_a_foreign_version_and_accept
     assert by_user["ann"]["ok"] is True
     assert by_user["ann"]["drift"] == "in_sync"
     assert by_user["ben"]["issues"] == ["drift"]
-    assert by_user["ben"]["latest_version_id"] == latest_on_replicate(harness, f"{LOCAL_OWNER}/lorapin-ben")
+    assert by_user["ben"]["latest_version_id"] == latest_on_replicate(harness, f"{managed_destination('ben')}")
     assert by_user["cat"]["issues"] == ["trigger_word_mismatch"]
     assert (by_user["cat"]["stored_trigger_word"], by_user["cat"]["trained_trigger_word"]) == ("CATX", "TOK")
     assert "foreign_version" in by_user["dan"]["issues"]
@@ -315,7 +321,7 @@ def test_show_lists_versions_trainings_and_the_version_each_generation_used(
     assert [v["id"] for v in shown["model"]["versions"]] == [second, first]
     assert [v["active"] for v in shown["model"]["versions"]] == [True, False]
     assert [t["version_id"] for t in shown["trainings"]] == [second, first]
-    assert [g["model_version_ref"] for g in shown["generations"]] == [f"{LOCAL_OWNER}/lorapin-sue:{first}"]
+    assert [g["model_version_ref"] for g in shown["generations"]] == [f"{managed_destination('sue')}:{first}"]
     assert shown["generations"][0]["outputs"][0].startswith("s3://")
 
     # Through the local stack's state file (`--local`), as a table
@@ -323,8 +329,8 @@ def test_show_lists_versions_trainings_and_the_version_each_generation_used(
     write_state(harness.local, state_file)
     assert main(["show", "sue", "--local", "--state-file", str(state_file)]) == 0
     text = capsys.readouterr().out
-    assert f"current version: {LOCAL_OWNER}/lorapin-sue:{second} (training, seq 2" in text
-    assert f"{LOCAL_OWNER}/lorapin-sue:{first}" in text  # the version the generation used
+    assert f"current version: {managed_destination('sue')}:{second} (training, seq 2" in text
+    assert f"{managed_destination('sue')}:{first}" in text  # the version the generation used
     assert "on a boat" in text
     assert main(["show", "nobody", "--local", "--state-file", str(state_file)]) == 1
     assert "NO_MODEL" in capsys.readouterr().err
