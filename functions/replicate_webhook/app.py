@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from lorapin.api import JsonResponse, build_resolver, error_response, json_response
+from lorapin.clock import is_our_id
 from lorapin.completion import Outcome
 from lorapin.errors import BadRequest, Conflict, Unauthorized, UpstreamUnavailable
 from lorapin.events import EventPublishFailed
@@ -60,6 +61,13 @@ def _verified(kind: str) -> tuple[str, str]:
     return raw, webhook_id
 
 
+def _id_hint(name: str, prefix: str) -> str | None:
+    """The id our webhook URL carries, if it looks like one of ours. The query string is not signed:
+    it only speeds up the lookup, and anything else is ignored rather than sent to DynamoDB."""
+    value = app.current_event.get_query_string_value(name)
+    return value if value and is_our_id(value, prefix) else None
+
+
 @app.post("/webhooks/replicate/training")
 def training_webhook() -> JsonResponse:
     raw, webhook_id = _verified("training")
@@ -67,7 +75,7 @@ def training_webhook() -> JsonResponse:
         ReplicateTraining.model_validate_json(raw)
     except ValidationError as exc:
         raise BadRequest("The body is not a Replicate training object.", code="MALFORMED_BODY") from exc
-    hint = app.current_event.get_query_string_value("training_id")
+    hint = _id_hint("training_id", "trn")
     result = _handle_training(delivery={"webhook_id": webhook_id, "training_id": hint, "body": raw})
     return json_response(200, result)
 
@@ -104,7 +112,7 @@ def prediction_webhook() -> JsonResponse:
         ReplicatePrediction.model_validate_json(raw)
     except ValidationError as exc:
         raise BadRequest("The body is not a Replicate prediction object.", code="MALFORMED_BODY") from exc
-    hint = app.current_event.get_query_string_value("generation_id")
+    hint = _id_hint("generation_id", "gen")
     result = _handle_prediction(delivery={"webhook_id": webhook_id, "generation_id": hint, "body": raw})
     return json_response(200, result)
 

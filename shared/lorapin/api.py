@@ -7,11 +7,14 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
-from lorapin.errors import LorapinError, Unauthorized, UpstreamUnavailable
+from lorapin.errors import BadRequest, LorapinError, Unauthorized, UpstreamUnavailable
 from lorapin.events import EventPublishFailed
 from lorapin.observability import logger
 
@@ -37,8 +40,24 @@ def _validation_details(errors: Any) -> list[dict[str, Any]]:
              "message": str(e.get("msg", "invalid")), "type": str(e.get("type", ""))} for e in errors]
 
 
+def _json_body(text: str) -> Any:
+    """Powertools' body parser, with too-deep nesting reported as invalid JSON instead of a crash."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise json.JSONDecodeError("JSON nested too deeply", text, 0) from exc
+
+
 def build_resolver(*, validation: bool = True) -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=validation)
+    app = APIGatewayHttpResolver(enable_validation=validation, json_body_deserializer=_json_body)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_media(_: RequestUnsupportedContentType) -> JsonResponse:
+        return error_response(_UnsupportedMediaType("Send the body as JSON (content-type: application/json)."))
+
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_utf8(_: UnicodeDecodeError) -> JsonResponse:
+        return error_response(BadRequest("The body is not UTF-8 encoded JSON.", code="MALFORMED_BODY"))
 
     @app.exception_handler(LorapinError)
     def _domain_error(error: LorapinError) -> JsonResponse:
@@ -70,6 +89,11 @@ def build_resolver(*, validation: bool = True) -> APIGatewayHttpResolver:
         return error_response(_RouteNotFound("No such route."))
 
     return app
+
+
+class _UnsupportedMediaType(LorapinError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
 
 
 class _Invalid(LorapinError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 
@@ -22,3 +23,8 @@ def now_iso() -> str:
 def new_id(prefix: str) -> str:
     """`trn_…`, `gen_…`: a time-ordered, unguessable id."""
     return f"{prefix}_{utc_now().strftime('%Y%m%d%H%M%S')}{secrets.token_hex(8)}"
+
+
+def is_our_id(value: str, prefix: str) -> bool:
+    """Whether `value` has the shape `new_id(prefix)` gives."""
+    return re.fullmatch(rf"{re.escape(prefix)}_\d{{14}}[0-9a-f]{{16}}", value) is not None

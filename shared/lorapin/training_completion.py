@@ -66,18 +66,22 @@ class TrainingCompletion:
                                          stored_model(model) if model else None)
             if decision.action is Action.REJECT:
                 raise RejectedCompletion(decision.reason)
-            if record is None or model is None or decision.outcome is None:
+            outcome = decision.outcome
+            # UNKNOWN must stop here: the record found through an unsigned hint is not this training's.
+            if record is None or model is None or outcome is None or decision.action is Action.UNKNOWN:
                 return CompletionResult(Outcome.IGNORED_UNKNOWN, decision)
             try:
                 self._act(decision, record, model)
             except GuardRejected:
                 continue
-            return CompletionResult(decision.outcome, decision, record.user_id, record.training_id)
+            return CompletionResult(outcome, decision, record.user_id, record.training_id)
         raise RuntimeError(f"training {training.id}: state kept changing under {MAX_ATTEMPTS} attempts")
 
     def _find(self, training: ReplicateTraining, hint: str | None) -> TrainingItem | None:
-        record = (self._repository.get_training(hint) if hint
-                  else self._repository.find_training_by_replicate_id(training.id))
+        record = self._repository.get_training(hint) if hint else None
+        if record is None or (record.replicate_training_id and record.replicate_training_id != training.id):
+            # The query string is not signed; the signed body says which training this is.
+            record = self._repository.find_training_by_replicate_id(training.id)
         if record is not None and record.replicate_training_id is None and record.status == "starting":
             raise TrainingNotYetRecorded(f"training {record.training_id} is still being created")
         return record

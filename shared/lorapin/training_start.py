@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from lorapin.repository import GuardRejected, Repository, TrainingStarts
 from lorapin.settings import Settings
 from lorapin.tables import ModelItem, TrainingItem
 from lorapin.training_params import training_params_for
+from lorapin.uploads import UPLOAD_NAME_PATTERN
 from lorapin.versions import ModelName
 
 DEFAULT_TRIGGER_WORD = "TOK"  # the trainer's own default
@@ -120,8 +122,10 @@ class Trainings:
     # --- steps -----------------------------------------------------------------------------------
     @staticmethod
     def _check_keys(user_id: str, keys: list[str]) -> None:
-        prefix = f"{user_prefix(user_id)}uploads/"
-        foreign = [key for key in keys if not key.startswith(prefix) or ".." in key]
+        # Exactly the keys POST /uploads hands out: a prefix test alone would let user "a" name
+        # the uploads of a user whose id is "a/uploads/x".
+        own_upload = re.compile(re.escape(f"{user_prefix(user_id)}uploads/") + UPLOAD_NAME_PATTERN)
+        foreign = [key for key in keys if not own_upload.fullmatch(key)]
         if foreign:
             raise Forbidden("Photos must be ones you uploaded through POST /uploads.", code="FORBIDDEN_IMAGE_KEY",
                             details=[{"image_key": key} for key in foreign[:20]])

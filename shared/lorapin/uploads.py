@@ -9,6 +9,7 @@ from lorapin.media import MediaStore, user_prefix
 
 UPLOAD_URL_SECONDS = 900
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+UPLOAD_NAME_PATTERN = r"[0-9a-f]{32}\.(?:jpg|png|webp)"  # the file name of every key handed out below
 
 
 def presign_uploads(media: MediaStore, user_id: str, count: int, content_type: str) -> list[dict[str, Any]]:

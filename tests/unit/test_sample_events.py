@@ -25,12 +25,12 @@ def load(name: str) -> dict[str, Any]:
 
 
 def seed_from_sample(repo: Repository) -> None:
-    """State matching the samples: user-sample-1's training trn_sample0001 is running."""
+    """State matching the samples: user-sample-1's training trn_20260101000000a1b2c3d4e5f60718 is running."""
     body = json.loads(load("training_succeeded.json")["body"])
     destination = body["output"]["version"].split(":")[0]
     model = ModelItem("user-sample-1", destination=destination, trigger_word="TOK", status="training",
                       created_at="2026-11-24T10:00:00.000Z", updated_at="2026-11-24T10:00:00.000Z")
-    training = TrainingItem("trn_sample0001", user_id="user-sample-1", seq=1, status="starting",
+    training = TrainingItem("trn_20260101000000a1b2c3d4e5f60718", user_id="user-sample-1", seq=1, status="starting",
                             trigger_word="TOK", destination=destination, trainer_model=body["model"],
                             trainer_version=body["version"], created_at="2026-11-24T10:00:00.000Z")
     TrainingStarts(repo).begin(None, training, new_model=model)
@@ -81,7 +81,7 @@ def test_training_failed_sample_is_recorded_and_keeps_no_version(handlers: dict[
     seed_from_sample(repo)
     response = invoke(handlers, "ReplicateWebhookFunction", resign(load("training_failed.json"), UNIT_SIGNING_SECRET))
     assert json.loads(response["body"]) == {"outcome": "recorded"}
-    training = repo.get_training("trn_sample0001")
+    training = repo.get_training("trn_20260101000000a1b2c3d4e5f60718")
     assert training is not None
     assert training.status == "failed"
     assert training.error == "CUDA out of memory"
