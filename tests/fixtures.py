@@ -57,13 +57,17 @@ def in_process_aws() -> Iterator[Any]:
     from infra.local.functions import apply_environment
     from infra.local.template import Template
 
+    from aws_lambda_powertools.utilities import parameters
+
     saved = dict(os.environ)
+    parameters.clear_caches()  # Powertools keeps one provider (and its endpoint) per process
     with mock_aws():
         stack = provision(Template(), endpoint_url=None, parameters={"ReplicateOwner": "acme"},
                           secret_value={"api_token": "r8_unit", "webhook_signing_secret": UNIT_SIGNING_SECRET},
                           env_overrides={"REPLICATE_BASE_URL": "http://127.0.0.1:9"})
         apply_environment(stack.function_env["ReplicateWebhookFunction"])
         yield stack
+    parameters.clear_caches()
     os.environ.clear()
     os.environ.update(saved)
 

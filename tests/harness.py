@@ -31,7 +31,10 @@ class Harness:
     @contextlib.contextmanager
     def start(cls, endpoint_url: str | None, emulator: Any, *, prefix: str = "lorapin-local",
               template: Template | None = None) -> Iterator[Harness]:
+        from aws_lambda_powertools.utilities import parameters
+
         saved = {key: os.environ.get(key) for key in ("AWS_ENDPOINT_URL", "PUBLIC_API_URL", "REPLICATE_BASE_URL")}
+        parameters.clear_caches()  # a provider built for another endpoint must not be reused
         try:
             with LocalStack.running(aws_endpoint=endpoint_url, emulator=emulator, template=template,
                                     prefix=prefix) as local:
@@ -138,7 +141,13 @@ def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", im
     runtime = Runtime(settings)
     repository = Repository(settings)
     gateway = ReplicateGateway("r8_local", world.emulator.url)
-    model = repository.get_model(user_id)
+    # A previous training's slot is freed just after its activation: wait for it, as a client
+    # retrying a 409 would.
+    def free_slot() -> tuple[ModelItem | None] | None:
+        found = repository.get_model(user_id)
+        return (found,) if found is None or not found.in_flight_training_id else None
+
+    (model,) = wait_for(free_slot, message=f"{user_id}'s training slot")
     now = now_iso()
     destination = destination_name(settings.replicate_owner, user_id)  # the production naming
     new_model = None

@@ -1,0 +1,383 @@
+"""I7 and secrets over HTTP, on the integration world (moto's server, the emulator, the local API):
+another user can neither read nor change what is someone else's, and learns nothing from trying;
+photo keys outside the caller's prefix are refused before anything is read; presigned uploads are
+one key each, under the caller's own prefix, short-lived; no secret reaches the logs."""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import hashlib
+import hmac
+import io
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+import requests
+from aws_lambda_powertools.utilities import parameters
+
+from infra.local.photos_fixture import make_photo
+from infra.local.stack import LOCAL_API_TOKEN
+from infra.local.tokens import issue_token
+from lorapin.media import PRESIGNED_GET_SECONDS
+from lorapin.photos import MAX_IMAGE_BYTES
+from lorapin.repository import Repository
+from lorapin.settings import Settings
+from lorapin.uploads import UPLOAD_URL_SECONDS
+from tests.harness import Harness, seed_training, wait_for
+
+UPLOAD_KEY = r"users/{user}/uploads/[0-9a-f]{{32}}\.{ext}"
+
+
+@pytest.fixture(autouse=True)
+def fresh_secrets_client() -> Iterator[None]:
+    """Powertools keeps one Secrets Manager client per process; one built by an in-process (moto)
+    test earlier in the session would point these functions at the wrong endpoint."""
+    parameters.clear_caches()
+    yield
+    parameters.clear_caches()
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def repository(world: Harness) -> Repository:
+    world.use_function_env()
+    return Repository(Settings.from_env())
+
+
+def trained(world: Harness, user_id: str) -> tuple[str, str]:
+    """A first training through the emulator's signed webhook: (training id, version id)."""
+    training_id = seed_training(world, user_id)
+    wait_for(lambda: (t := repository(world).get_training(training_id)) is not None and t.status == "succeeded",
+             message=f"{user_id}'s training")
+    model = wait_for(lambda: (m := repository(world).get_model(user_id)) is not None and m.current_version
+                     and not m.in_flight_training_id and m, message=f"{user_id}'s slot freed")
+    return training_id, str(model.current_version.id)
+
+
+def generated(world: Harness, user_id: str) -> dict[str, Any]:
+    """A generation that has finished, its outputs copied to our bucket."""
+    response = world.call("POST", "/generations", user=user_id, body={"prompt": "a portrait"})
+    assert response.status_code == 202, response.text
+    generation_id = response.json()["generation"]["id"]
+
+    def done() -> dict[str, Any] | None:
+        got = world.call("GET", f"/generations/{generation_id}", user=user_id).json()["generation"]
+        return dict(got) if got["status"] == "succeeded" else None
+
+    return dict(wait_for(done, message=f"{user_id}'s generation"))
+
+
+def upload(world: Harness, user_id: str, photos: list[bytes], content_type: str = "image/jpeg") -> list[str]:
+    response = world.call("POST", "/uploads", user=user_id, body={"count": len(photos), "content_type": content_type})
+    assert response.status_code == 201, response.text
+    keys = []
+    for photo, target in zip(photos, response.json()["uploads"], strict=True):
+        put = requests.put(target["url"], data=photo, headers=target["headers"], timeout=60)
+        assert put.status_code == 200, put.text
+        keys.append(str(target["key"]))
+    return keys
+
+
+def assert_leaks_nothing(response: requests.Response, secrets: Iterable[str], *, sent: str = "") -> None:
+    """None of `secrets` appears in the answer, except what the caller sent itself."""
+    leaked = [s for s in secrets if s and s in response.text and s not in sent]
+    assert not leaked, f"{response.status_code} leaks {leaked}: {response.text[:500]}"
+
+
+def error_code(response: requests.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error"}, response.text
+    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", body["error"]["code"]), response.text
+    return str(body["error"]["code"])
+
+
+def s3_operations(world: Harness) -> list[tuple[str, str]]:
+    """Record each S3 call (operation, key) the training API's warm containers make from now on."""
+    world.use_function_env("TrainingApiFunction")
+    calls: list[tuple[str, str]] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        calls.append((str(model.name), str(params.get("Key", ""))))
+
+    for module in world.local.pools["TrainingApiFunction"].modules():
+        module.runtime.media._s3.meta.events.register("before-parameter-build.s3", record)
+    return calls
+
+
+# --- another user's things -----------------------------------------------------------------------
+def test_another_user_can_neither_read_nor_change_a_model_its_trainings_or_generations(harness: Harness) -> None:
+    # Given alice with a trained model, an earlier version to roll back to, and a finished generation
+    first_training, first_version = trained(harness, "alice")
+    training_id = seed_training(harness, "alice")
+    wait_for(lambda: (m := repository(harness).get_model("alice")) is not None and m.current_version is not None
+             and m.current_version.id != first_version, message="alice's second version")
+    generation = generated(harness, "alice")
+    alice_model = harness.call("GET", "/model", user="alice").json()["model"]
+    alice_training = harness.call("GET", f"/trainings/{training_id}", user="alice").json()["training"]
+    current = alice_model["current_version"]
+    output_keys = [unquote(urlsplit(url).path).split("/", 2)[2] for url in generation["outputs"]]
+    alices = {
+        "alice", training_id, first_training, generation["id"], first_version, current["id"], current["ref"],
+        alice_model["destination"], alice_training["replicate_training_id"], generation["replicate_prediction_id"],
+        "users/alice", *output_keys,
+    }
+    # and mallory, with a model of her own
+    _, mallory_version = trained(harness, "mallory")
+
+    # When mallory (and nobody, who has no model) asks for or about alice's things
+    reads = {
+        "training": harness.call("GET", f"/trainings/{training_id}", user="mallory"),
+        "first training": harness.call("GET", f"/trainings/{first_training}", user="mallory"),
+        "generation": harness.call("GET", f"/generations/{generation['id']}", user="mallory"),
+        "nobody's training": harness.call("GET", f"/trainings/{training_id}", user="nobody"),
+        "nobody's generation": harness.call("GET", f"/generations/{generation['id']}", user="nobody"),
+        "nobody's model": harness.call("GET", "/model", user="nobody"),
+    }
+    # Then each is 404, in the error shape, and says nothing of alice's
+    for what, response in reads.items():
+        assert response.status_code == 404, (what, response.text)
+        error_code(response)
+        assert_leaks_nothing(response, alices)
+    # and the answer for alice's training is exactly the answer for a training that does not exist
+    absent_training = harness.call("GET", "/trainings/trn_doesnotexist0000", user="mallory")
+    absent_generation = harness.call("GET", "/generations/gen_doesnotexist0000", user="mallory")
+    assert (reads["training"].status_code, reads["training"].json()) == \
+        (absent_training.status_code, absent_training.json())
+    assert (reads["generation"].status_code, reads["generation"].json()) == \
+        (absent_generation.status_code, absent_generation.json())
+
+    # When mallory reads her own model, it is hers alone
+    own = harness.call("GET", "/model", user="mallory")
+    assert own.status_code == 200
+    assert own.json()["model"]["current_version"]["id"] == mallory_version
+    assert_leaks_nothing(own, alices)
+
+    # When mallory tries to pin alice's versions, or nobody does
+    for version_id in (first_version, current["id"]):
+        body = {"version_id": version_id}
+        rollback = harness.call("POST", "/model/rollback", user="mallory", body=body)
+        assert rollback.status_code == 404, rollback.text
+        assert error_code(rollback) == "UNKNOWN_VERSION"
+        assert_leaks_nothing(rollback, alices, sent=version_id)
+        nobody = harness.call("POST", "/model/rollback", user="nobody", body=body)
+        assert nobody.status_code == 404, nobody.text
+        assert error_code(nobody) == "NO_MODEL"
+        assert_leaks_nothing(nobody, alices, sent=version_id)
+    # and when mallory generates, her own version is used, never alice's
+    mine = harness.call("POST", "/generations", user="mallory", body={"prompt": "me"})
+    assert mine.status_code == 202, mine.text
+    assert mine.json()["generation"]["model_version_ref"].endswith(f":{mallory_version}")
+    assert_leaks_nothing(mine, alices)
+
+    # Then nothing of alice's changed, and mallory's model is still hers
+    assert harness.call("GET", "/model", user="alice").json()["model"] == alice_model
+    assert harness.call("GET", f"/trainings/{training_id}", user="alice").json()["training"] == alice_training
+    again = harness.call("GET", f"/generations/{generation['id']}", user="alice").json()["generation"]
+    assert {k: v for k, v in again.items() if k != "outputs"} == {k: v for k, v in generation.items()
+                                                                 if k != "outputs"}
+    mallory = repository(harness).get_model("mallory")
+    assert mallory is not None and mallory.current_version is not None
+    assert mallory.current_version.id == mallory_version
+    assert repository(harness).get_model("nobody") is None
+    # and the outputs alice reads are short-lived links to her own prefix only
+    for url in generation["outputs"]:
+        assert unquote(urlsplit(url).path).split("/", 2)[2].startswith(f"users/alice/generations/{generation['id']}/")
+        assert 0 < expires_in(url) <= PRESIGNED_GET_SECONDS + 5
+
+
+def test_photo_keys_outside_the_callers_prefix_are_refused_before_anything_is_read(harness: Harness) -> None:
+    # Given a real photo in alice's prefix, and one in bob's own
+    [alices] = upload(harness, "alice", [make_photo(1, size=512)])
+    [bobs] = upload(harness, "bob", [make_photo(2, size=512)])
+    bucket = harness.name("MediaBucket")
+    stored = harness.stack.client("s3").head_object(Bucket=bucket, Key=alices)
+    what_s3_knows = [str(stored["ETag"]).strip('"'), str(stored["ContentLength"]), str(stored["LastModified"])]
+    s3_calls = s3_operations(harness)
+    replicate_calls = len(harness.emulator.api_calls())
+    name = alices.rsplit("/", 1)[-1]
+    attempts = [
+        [alices],  # alice's key as it is
+        [bobs, alices],  # smuggled in with one of his own
+        [f"users/bob/uploads/../../alice/uploads/{name}"],  # a walk out of his prefix
+        [f"users/bob/uploads/..%2F..%2Falice/uploads/{name}"],
+        [f"/{alices}"],
+        [f"users/bobby/uploads/{name}"],  # a prefix that merely starts like his
+        [f"users/bob/trainings/{name}"],  # his prefix, but not his uploads
+        ["users/alice/"],
+    ]
+    for keys in attempts:
+        # When bob starts a training with photos that are not his uploads
+        response = harness.call("POST", "/trainings", user="bob", body={"image_keys": keys,
+                                                                       "acknowledge_warnings": True})
+        # Then it is 403 FORBIDDEN_IMAGE_KEY, before S3 is asked anything
+        assert response.status_code == 403, (keys, response.text)
+        assert error_code(response) == "FORBIDDEN_IMAGE_KEY"
+        assert s3_calls == [], (keys, s3_calls)
+        assert_leaks_nothing(response, what_s3_knows)
+    # and nothing was written or started: bob has no model, Replicate heard nothing
+    assert repository(harness).get_model("bob") is None
+    assert len(harness.emulator.api_calls()) == replicate_calls
+    trainings = harness.stack.client("dynamodb").scan(TableName=harness.name("TrainingsTable"))
+    assert trainings["Count"] == 0
+    # and the spy was live: his own key is read (and found too small to train on)
+    own = harness.call("POST", "/trainings", user="bob", body={"image_keys": [bobs]})
+    assert own.status_code == 422, own.text
+    assert ("GetObject", bobs) in s3_calls
+
+
+# --- presigned uploads -----------------------------------------------------------------------------
+def expires_in(url: str) -> float:
+    """Seconds until a presigned URL expires (SigV4 `X-Amz-Expires` or SigV2 `Expires`)."""
+    query = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    if "x-amz-expires" in query:
+        signed_at = calendar.timegm(time.strptime(query["x-amz-date"], "%Y%m%dT%H%M%SZ"))
+        return signed_at + int(query["x-amz-expires"]) - time.time()
+    return int(query["expires"]) - time.time()
+
+
+def sigv2_signature(method: str, content_type: str, url: str, secret_key: str) -> str:
+    """What a SigV2 query signature must be for this method, content type, expiry, bucket and key."""
+    parts = urlsplit(url)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    amz = "".join(f"{k.lower()}:{v}\n" for k, v in sorted(query.items()) if k.lower().startswith("x-amz-"))
+    string_to_sign = f"{method}\n\n{content_type}\n{query['Expires']}\n{amz}{parts.path}"
+    digest = hmac.new(secret_key.encode(), string_to_sign.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def test_presigned_uploads_are_one_fresh_key_each_under_the_callers_prefix_and_short_lived(
+        harness: Harness) -> None:
+    # When alice asks for three PNG uploads
+    response = harness.call("POST", "/uploads", user="alice", body={"count": 3, "content_type": "image/png"})
+    # Then she gets three PUTs, each for its own fresh key under users/alice/uploads/
+    assert response.status_code == 201, response.text
+    uploads = response.json()["uploads"]
+    assert len(uploads) == 3
+    assert len({u["key"] for u in uploads}) == 3
+    bucket = harness.name("MediaBucket")
+    secret_key = harness.env("TrainingApiFunction")["AWS_SECRET_ACCESS_KEY"]
+    for target in uploads:
+        assert re.fullmatch(UPLOAD_KEY.format(user="alice", ext="png"), target["key"]), target["key"]
+        assert target["method"] == "PUT"
+        assert target["headers"] == {"Content-Type": "image/png"}
+        url = target["url"]
+        assert unquote(urlsplit(url).path) in (f"/{bucket}/{target['key']}", f"/{target['key']}")
+        # short-lived: about UPLOAD_URL_SECONDS (15 minutes), never more
+        assert UPLOAD_URL_SECONDS - 60 <= expires_in(url) <= UPLOAD_URL_SECONDS + 5
+        assert UPLOAD_URL_SECONDS <= 15 * 60
+        # and signed for exactly this method, content type, bucket and key
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        if "X-Amz-SignedHeaders" in query:
+            assert {"content-type", "host"} <= set(query["X-Amz-SignedHeaders"].split(";"))
+        else:
+            assert query["Signature"] == sigv2_signature("PUT", "image/png", url, secret_key)
+            assert query["Signature"] != sigv2_signature("PUT", "text/html", url, secret_key)
+    # and the upload lands at exactly that key, with that content type
+    put = requests.put(uploads[0]["url"], data=make_photo(3, size=512, fmt="PNG"), headers=uploads[0]["headers"],
+                       timeout=30)
+    assert put.status_code == 200
+    head = harness.stack.client("s3").head_object(Bucket=bucket, Key=uploads[0]["key"])
+    assert head["ContentType"] == "image/png"
+
+    # When the count or the content type is out of bounds, no URL is handed out
+    for body in ({"count": 0}, {"count": 51}, {"count": -1}, {"count": 3, "content_type": "image/gif"},
+                 {"count": 1, "content_type": "text/html"}, {"count": 1, "content_type": "application/zip"},
+                 {"count": 1, "key": "users/bob/uploads/x.jpg"}, {"count": 1, "user_id": "bob"}):
+        refused = harness.call("POST", "/uploads", user="alice", body=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert error_code(refused) == "INVALID_REQUEST"
+        assert "url" not in refused.text
+    # and without a token API Gateway answers before the function (401)
+    assert harness.call("POST", "/uploads", body={"count": 1}).status_code == 401
+    many = harness.call("POST", "/uploads", user="alice", body={"count": 50})
+    assert many.status_code == 201
+    assert all(re.fullmatch(UPLOAD_KEY.format(user="alice", ext="jpg"), u["key"]) for u in many.json()["uploads"])
+
+
+def test_a_photo_over_the_size_limit_is_refused_from_its_size_alone(harness: Harness) -> None:
+    # Given an upload URL used for a file over the limit (a presigned PUT cannot bound the size)
+    [key] = upload(harness, "alice", [b"\xff\xd8\xff" + b"\0" * (MAX_IMAGE_BYTES + 1024)])
+    s3_calls = s3_operations(harness)
+    # When alice trains with it
+    response = harness.call("POST", "/trainings", user="alice", body={"image_keys": [key],
+                                                                     "acknowledge_warnings": True})
+    # Then the photo is refused as too large, by its size: it is never downloaded
+    assert response.status_code == 422, response.text
+    assert error_code(response) == "IMAGE_VALIDATION"
+    findings = response.json()["error"]["details"]
+    assert {"code": "IMAGE_TOO_LARGE", "image_key": key} in [
+        {"code": f["code"], "image_key": f.get("image_key")} for f in findings]
+    assert ("HeadObject", key) in s3_calls
+    assert ("GetObject", key) not in s3_calls
+    assert repository(harness).get_model("alice") is None
+
+
+# --- secrets and logs --------------------------------------------------------------------------------
+@pytest.fixture
+def function_logs() -> Iterator[io.StringIO]:
+    """The functions' Powertools log lines, formatted exactly as Lambda would write them to stdout.
+
+    The Logger's own handler holds the stdout of import time, which pytest's capture fixtures do
+    not see, so a second handler with the same formatter writes here too."""
+    from lorapin.observability import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logging.getLogger(logger.name).addHandler(handler)
+    yield stream
+    logging.getLogger(logger.name).removeHandler(handler)
+
+
+def test_no_secret_reaches_the_logs_of_a_full_flow(harness: Harness, capfd: pytest.CaptureFixture[str],
+                                                   function_logs: io.StringIO) -> None:
+    signing_secret = str(harness.emulator.signing_secret)
+    secrets = {
+        "the Replicate API token": LOCAL_API_TOKEN,
+        "the webhook signing secret": signing_secret,
+        "the signing key inside it": signing_secret.removeprefix("whsec_"),
+    }
+    tokens = {user: issue_token(user) for user in ("alice", "carol")}
+    capfd.readouterr()  # only what follows
+    function_logs.truncate(0)
+    # Given a full flow through the API: uploads, a training that Replicate completes by webhook,
+    # a generation that completes by webhook
+    keys = upload(harness, "alice", [make_photo(seed, size=512) for seed in range(3)])
+    started = requests.post(f"{harness.api.url}/trainings", json={"image_keys": keys, "acknowledge_warnings": True},
+                            headers={"authorization": f"Bearer {tokens['alice']}"}, timeout=60)
+    assert started.status_code == 202, started.text
+    training_id = started.json()["training"]["id"]
+    wait_for(lambda: harness.call("GET", f"/trainings/{training_id}", user="alice").json()["training"]["status"]
+             == "succeeded", message="alice's training")
+    generated(harness, "alice")
+    # and a training started the way the core pipeline tests do, a generation on it
+    trained(harness, "carol")
+    done = requests.post(f"{harness.api.url}/generations", json={"prompt": "carol at sea"},
+                         headers={"authorization": f"Bearer {tokens['carol']}"}, timeout=30)
+    assert done.status_code == 202, done.text
+    # and the paths that log on purpose: a forged and a stale delivery, a Replicate failure
+    body = {"id": "x", "status": "succeeded"}
+    forged = harness.post_webhook("training", body, secret="whsec_" + base64.b64encode(b"forged" * 4).decode())
+    stale = harness.post_webhook("training", body, at=int(time.time()) - 3600)
+    assert (forged.status_code, stale.status_code) == (401, 401)
+    harness.emulator.fail_next("POST", r"^/v1/predictions$", 500, count=5)
+    failing = harness.call("POST", "/generations", user="alice", body={"prompt": "again"})
+    assert failing.status_code >= 500
+    time.sleep(0.5)  # let the last webhook deliveries finish logging
+    captured = capfd.readouterr()
+    logs = function_logs.getvalue() + captured.out + captured.err
+    # Then the functions' logs were captured ...
+    for message in ("training started", "training webhook handled", "generation requested",
+                    "prediction webhook handled", "webhook signature rejected"):
+        assert message in logs, f"{message!r} not in the captured logs"
+    # ... and none of the secrets, nor a user's bearer token, is in them
+    for what, secret in secrets.items():
+        assert secret not in logs, f"{what} appears in the logs"
+    for user, token in tokens.items():
+        assert token not in logs, f"{user}'s bearer token appears in the logs"
+        assert token.split(".")[2] not in logs, f"{user}'s token signature appears in the logs"
