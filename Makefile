@@ -42,14 +42,15 @@ lint: venv
 template-check: venv
 	$(TOOLS)/bin/cfn-lint template.yaml
 
+# Four workers on two cores: the integration tests mostly wait on HTTP and the emulator's clock.
 test: lint template-check
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 4
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
 
 integration: venv
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -n 4 tests/integration
 
 e2e: venv
 	$(BIN)/pytest -q tests/e2e
