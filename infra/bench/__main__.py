@@ -1,0 +1,123 @@
+"""`python -m infra.bench [--quick]`: start a fresh local stack, measure, print one table (SPEC §10).
+
+Exits 0 when a ratio target is missed (that is a measurement) and 1 when correctness fails:
+a wrong current version, a lost or duplicated event, an accepted forgery, a misrouted delivery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+
+from infra.bench.cold_start import measure_cold_starts
+from infra.bench.containers import process_containers
+from infra.bench.latency import measure_webhook_latency
+from infra.bench.mixed import run_mixed
+from infra.bench.replicate_calls import FlowFailed, measure_replicate_calls
+from infra.bench.seeding import Seeder
+from infra.bench.table import Row, render
+from infra.local.moto_server import AtomicMotoServer
+from infra.local.stack import LocalStack
+
+HOLD_TRAININGS_SECONDS = 3600.0  # the emulator never finishes a seeded training on its own
+
+
+def _progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def _functions_log_to_stderr() -> None:
+    """Functions running in this process log to stderr, errors only, so stdout holds the table alone."""
+    from lorapin.observability import logger
+
+    logger.setLevel(logging.ERROR)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+
+
+@contextlib.contextmanager
+def _atomic_moto() -> Iterator[AtomicMotoServer]:
+    server = AtomicMotoServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m infra.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer of everything: 200 webhooks, 20 users, 30 timed requests")
+    parser.add_argument("--webhooks", type=int, help="mixed webhooks to send (default 1000)")
+    parser.add_argument("--users", type=int, help="users in the mixed run (default 100)")
+    parser.add_argument("--senders", type=int, default=8, help="concurrent senders (default 8)")
+    parser.add_argument("--requests", type=int, help="timed webhook requests (default 100)")
+    parser.add_argument("--import-runs", type=int, default=5, help="fresh processes per module (default 5)")
+    parser.add_argument("--containers", type=int, default=4, help="warm containers per function (default 4)")
+    parser.add_argument("--stock-stack", action="store_true",
+                        help="run the local stack exactly as `make run` does: moto's DynamoDB is not atomic under "
+                             "concurrent requests and containers are threads sharing Powertools' per-process state "
+                             "(see infra/local/moto_server.py, containers.py)")
+    args = parser.parse_args(argv)
+    args.webhooks = args.webhooks or (200 if args.quick else 1000)
+    args.users = args.users or (20 if args.quick else 100)
+    args.requests = args.requests or (30 if args.quick else 100)
+    if min(args.webhooks, args.users, args.senders, args.requests, args.import_runs, args.containers) < 1:
+        parser.error("every count must be at least 1")
+    return args
+
+
+def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
+    """Every measurement, on one fresh stack; the rows and whether correctness failed."""
+    rows: list[Row] = []
+    failed = False
+    with contextlib.ExitStack() as resources:
+        _progress("starting the local stack")
+        moto = None if args.stock_stack else resources.enter_context(_atomic_moto())
+        endpoint = "http://{}:{}".format(*moto.get_host_and_port()) if moto else None
+        stack = resources.enter_context(LocalStack.running(
+            quiet=True, aws_endpoint=endpoint, training_seconds=HOLD_TRAININGS_SECONDS, prediction_seconds=0.2,
+            pool_size=args.containers if args.stock_stack else 1))
+        _functions_log_to_stderr()
+        if not args.stock_stack:
+            resources.enter_context(process_containers(stack, args.containers))
+        _progress(f"cold starts ({args.import_runs} fresh processes each)")
+        rows += measure_cold_starts(stack.template.functions(), stack.aws.function_env, runs=args.import_runs)
+        seeder = Seeder(stack)
+        _progress(f"webhook latency ({args.requests} activations)")
+        rows += measure_webhook_latency(stack, seeder, args.requests, moto.calls if moto else None)
+        _progress(f"{args.webhooks} mixed webhooks, {args.users} users, {args.senders} senders")
+        mixed = run_mixed(stack, seeder, users=args.users, total=args.webhooks, senders=args.senders)
+        rows += mixed.rows
+        failed |= mixed.failed
+        _progress("Replicate calls per training")
+        try:
+            rows += measure_replicate_calls(stack)
+        except FlowFailed as exc:
+            rows.append(Row("Replicate API calls per completed training", f"flow failed: {exc}", ok=False))
+            failed = True
+    return rows, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    with contextlib.redirect_stdout(sys.stderr):  # anything the functions print in this process
+        rows, failed = run(args)
+    print(render(rows))
+    if args.stock_stack:
+        setup = f"stack as shipped: stock moto, {args.containers} thread containers per function"
+    else:
+        setup = f"moto with atomic DynamoDB, {args.containers} process containers per function"
+    print(f"\n{'FAILED' if failed else 'OK'}: bench took {time.monotonic() - started:.0f}s ({setup})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
