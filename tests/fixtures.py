@@ -51,13 +51,12 @@ def harness(moto_server: str, emulator: Any) -> Iterator[Harness]:
 @pytest.fixture
 def in_process_aws() -> Iterator[Any]:
     """moto in-process with every resource of template.yaml, and the functions' environment set."""
+    from aws_lambda_powertools.utilities import parameters
     from moto import mock_aws
 
     from infra.local.aws_stack import provision
     from infra.local.functions import apply_environment
     from infra.local.template import Template
-
-    from aws_lambda_powertools.utilities import parameters
 
     saved = dict(os.environ)
     parameters.clear_caches()  # Powertools keeps one provider (and its endpoint) per process

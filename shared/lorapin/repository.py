@@ -97,13 +97,15 @@ class Repository:
         yield from GenerationItem.waiting.query(user_id)
 
     # --- training completion (the webhook and the reconciler) ------------------------------------
-    def apply_activation(self, training: TrainingItem, version: VersionRef, event: ModelVersionActivated) -> None:
+    def apply_activation(self, training: TrainingItem, version: VersionRef, event: ModelVersionActivated
+                         ) -> dict[str, Any]:
         """Make `version` current, guarded by the training's seq (I1); record it in the history.
 
         Model, training and version change in one transaction, and the training keeps
-        `pending_event` until the event is published (the outbox half of I5).
+        `pending_event` until the event is published (the outbox half of I5). Returns that outbox.
         """
         activated_at = event.activated_at
+        outbox = to_outbox(event)
         current = VersionInfo(id=version.id, ref=version.ref, trigger_word=training.trigger_word,
                               training_id=training.training_id, seq=training.seq, activated_at=activated_at,
                               reason="training")
@@ -121,7 +123,7 @@ class Repository:
                     & (ModelItem.destination == training.destination),
                 )
                 tx.update(TrainingItem(training.training_id),
-                          actions=self._success_actions(version, activated_at, to_outbox(event)),
+                          actions=self._success_actions(version, activated_at, outbox),
                           condition=TrainingItem.status.is_in("starting", "processing"))
                 tx.save(self._version_item(training, version, activated_at),
                         condition=VersionItem.version_id.does_not_exist())
@@ -129,6 +131,7 @@ class Repository:
             if _condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
+        return outbox
 
     def record_stale_success(self, training: TrainingItem, version: VersionRef, *, completed_at: str) -> None:
         """A late success: keep the version in the history, leave the current version alone."""
@@ -198,9 +201,10 @@ class Repository:
             condition=TrainingItem.training_id.exists())
 
     @staticmethod
-    def settle_model_after_training(user_id: str, training_id: str) -> None:
+    def settle_model_after_training(user_id: str, training_id: str, *, activated: bool = False) -> None:
         """Free the user's training slot (I2) if this training holds it; fix the status of a model
-        whose only trainings failed. Idempotent: a no-op when another training holds the slot."""
+        whose only trainings failed (not needed when it has just `activated` a version).
+        Idempotent: a no-op when another training holds the slot."""
         try:
             ModelItem(user_id).update(
                 actions=[ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())],
@@ -209,6 +213,8 @@ class Repository:
         except UpdateError as exc:
             if not _condition_failed(exc):
                 raise
+            return
+        if activated:
             return
         try:
             ModelItem(user_id).update(actions=[ModelItem.status.set("failed")],

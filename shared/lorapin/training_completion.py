@@ -4,6 +4,7 @@ reconciler's shared path. Decide (pure) → guarded write → event → free the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from lorapin.clock import now_iso
 from lorapin.completion import (
@@ -96,9 +97,11 @@ class TrainingCompletion:
                 training_id=record.training_id, seq=int(record.seq),
                 previous_version_id=model.current_version.id if model.current_version else None,
                 reason="training", activated_at=now)
-            self._repository.apply_activation(record, decision.version, event)
-            self.publish_pending(record)
-        elif decision.action is Action.RECORD_STALE_SUCCESS:
+            outbox = self._repository.apply_activation(record, decision.version, event)
+            self._publish(record.training_id, outbox)  # the event in hand: no need to read it back
+            self._repository.settle_model_after_training(record.user_id, record.training_id, activated=True)
+            return
+        if decision.action is Action.RECORD_STALE_SUCCESS:
             assert decision.version is not None
             self._repository.record_stale_success(record, decision.version, completed_at=now)
         elif decision.action is Action.RECORD_FAILURE:
@@ -118,7 +121,9 @@ class TrainingCompletion:
     def publish_pending(self, record: TrainingItem) -> None:
         """Publish the event stored with the training's last state change, then clear it (I5)."""
         fresh = self._repository.get_training(record.training_id)
-        if fresh is None or not fresh.pending_event:
-            return
-        self._publisher.publish_outbox(fresh.pending_event)
-        self._repository.mark_event_published(fresh.training_id)
+        if fresh is not None and fresh.pending_event:
+            self._publish(fresh.training_id, fresh.pending_event)
+
+    def _publish(self, training_id: str, outbox: dict[str, Any]) -> None:
+        self._publisher.publish_outbox(outbox)
+        self._repository.mark_event_published(training_id)
