@@ -173,16 +173,17 @@ class Trainings:
         return f"{len(photo_set.warnings)} warning(s) about the photos.{suffix}"
 
     def _ensure_destination(self, user_id: str) -> ModelName:
+        """Create the user's destination model on their first training. Created straight away (one
+        call); only when Replicate refuses is it looked up, e.g. left by an interrupted attempt."""
         destination = destination_name(self._settings.replicate_owner, user_id)
         gateway = self._replicate()
-        if not gateway.model_exists(destination):
-            try:
-                gateway.create_model(destination, hardware=DESTINATION_HARDWARE,
-                                     description="lorapin: a user's personal FLUX LoRA")
-            except ReplicateRejected as exc:
-                if exc.status != 409:  # created by an earlier, interrupted attempt: reuse it
-                    raise UpstreamUnavailable(f"Replicate refused the destination model: {exc.detail}",
-                                              code="UPSTREAM_REJECTED") from exc
+        try:
+            gateway.create_model(destination, hardware=DESTINATION_HARDWARE,
+                                 description="lorapin: a user's personal FLUX LoRA")
+        except ReplicateRejected as exc:
+            if not gateway.model_exists(destination):
+                raise UpstreamUnavailable(f"Replicate refused the destination model: {exc.detail}",
+                                          code="UPSTREAM_REJECTED") from exc
         return destination
 
     def _upload_zip(self, user_id: str, training: TrainingItem, photo_set: PhotoSetResult) -> str:

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from infra.local.photos_fixture import make_photo
+from lorapin.training_start import destination_name
 from tests.harness import Harness, wait_for
 
 UPLOAD_BATCH = 50  # POST /uploads hands out at most this many URLs at once
@@ -298,3 +299,17 @@ def test_the_openapi_documents_list_every_route_of_the_spec_and_the_template(har
     template_routes = {(route.method, route.path.replace("{training_id}", "{id}"))
                        for route in harness.local.template.routes()}
     assert documented - {("GET", "/openapi.json")} == template_routes - {("GET", "/openapi.json")}
+
+
+def test_a_first_training_costs_two_replicate_calls_and_reuses_a_destination_left_behind(harness: Harness) -> None:
+    keys = upload(harness, "max", photos(range(0, 12)))
+    before = len(harness.emulator.api_calls())
+    train(harness, "max", image_keys=keys)
+    made = [(c["method"], c["path"]) for c in harness.emulator.api_calls()[before:]]
+    assert [call for call in made if call[0] == "POST"] == [("POST", "/v1/models"), made[-1]]
+    assert len(made) == 2 and made[-1][1].endswith("/trainings")
+    # A destination created by an interrupted first attempt is reused, not an error
+    left_behind = destination_name("lorapin-local", "ned")
+    harness.emulator.add_model(left_behind.owner, left_behind.name)
+    first = train(harness, "ned", image_keys=upload(harness, "ned", photos(range(20, 32))))
+    assert first["destination"] == str(left_behind)
