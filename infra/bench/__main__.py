@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 
+from infra.bench.artifact_size import measure_artifacts
 from infra.bench.cold_start import measure_cold_starts
 from infra.bench.containers import process_containers
 from infra.bench.latency import measure_webhook_latency
@@ -61,9 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--import-runs", type=int, default=5, help="fresh processes per module (default 5)")
     parser.add_argument("--containers", type=int, default=4, help="warm containers per function (default 4)")
     parser.add_argument("--stock-stack", action="store_true",
-                        help="run the local stack exactly as `make run` does: moto's DynamoDB is not atomic under "
-                             "concurrent requests and containers are threads sharing Powertools' per-process state "
-                             "(see infra/local/moto_server.py, containers.py)")
+                        help="run the functions as `make run` does: thread containers in this process, taking "
+                             "turns because Powertools keeps per-request state on classes (see containers.py)")
     args = parser.parse_args(argv)
     args.webhooks = args.webhooks or (200 if args.quick else 1000)
     args.users = args.users or (20 if args.quick else 100)
@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
     failed = False
     with contextlib.ExitStack() as resources:
         _progress("starting the local stack")
-        moto = None if args.stock_stack else resources.enter_context(_atomic_moto())
-        endpoint = "http://{}:{}".format(*moto.get_host_and_port()) if moto else None
+        moto = resources.enter_context(_atomic_moto())  # ours, to count each function's AWS requests
+        endpoint = "http://{}:{}".format(*moto.get_host_and_port())
         stack = resources.enter_context(LocalStack.running(
             quiet=True, aws_endpoint=endpoint, training_seconds=HOLD_TRAININGS_SECONDS, prediction_seconds=0.2,
             pool_size=args.containers if args.stock_stack else 1))
@@ -91,11 +91,13 @@ def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
         rows += measure_cold_starts(stack.template.functions(), stack.aws.function_env, runs=args.import_runs)
         seeder = Seeder(stack)
         _progress(f"webhook latency ({args.requests} activations)")
-        rows += measure_webhook_latency(stack, seeder, args.requests, moto.calls if moto else None)
+        rows += measure_webhook_latency(stack, seeder, args.requests, moto.calls)
         _progress(f"{args.webhooks} mixed webhooks, {args.users} users, {args.senders} senders")
         mixed = run_mixed(stack, seeder, users=args.users, total=args.webhooks, senders=args.senders)
         rows += mixed.rows
         failed |= mixed.failed
+        _progress("deployment artifact sizes (wheels for arm64 from PyPI)")
+        rows += measure_artifacts(stack.template.functions())
         _progress("Replicate calls per training")
         try:
             rows += measure_replicate_calls(stack)
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, failed = run(args)
     print(render(rows))
     if args.stock_stack:
-        setup = f"stack as shipped: stock moto, {args.containers} thread containers per function"
+        setup = f"stack as shipped: {args.containers} thread containers per function, one invocation at a time"
     else:
         setup = f"moto with atomic DynamoDB, {args.containers} process containers per function"
     print(f"\n{'FAILED' if failed else 'OK'}: bench took {time.monotonic() - started:.0f}s ({setup})")

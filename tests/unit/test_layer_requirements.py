@@ -19,8 +19,15 @@ def names(requirements: list[str]) -> dict[str, str]:
     return found
 
 
-def test_layer_requirements_are_the_runtime_dependencies_without_boto3() -> None:
+def read(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_layer_and_function_requirements_are_the_runtime_dependencies_without_boto3() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
-    layer = (ROOT / "shared" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    layer = names(read(ROOT / "shared" / "requirements.txt"))
+    training_api = names(read(ROOT / "functions" / "training_api" / "requirements.txt"))
     expected = {name: spec for name, spec in names(project).items() if name not in ("boto3", "botocore")}
-    assert names(layer) == expected
+    assert {**layer, **training_api} == expected
+    assert not set(layer) & set(training_api)
+    assert "pillow" in training_api  # the photo checks run in the training API only
