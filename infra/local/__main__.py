@@ -10,7 +10,7 @@ from typing import Any
 
 
 def _up(args: argparse.Namespace) -> int:
-    from infra.local.invoke import STATE_FILE, write_state
+    from infra.local.invoke import state_file, write_state
     from infra.local.stack import LocalStack
 
     with LocalStack.running(host=args.host, port=args.port, replicate_port=args.replicate_port,
@@ -26,7 +26,7 @@ def _up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         finally:
-            STATE_FILE.unlink(missing_ok=True)
+            state_file().unlink(missing_ok=True)
     return 0
 
 

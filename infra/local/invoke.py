@@ -8,6 +8,7 @@ events are re-signed with the stack's signing secret and the current time.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,21 @@ from infra.local.functions import LocalContext, load_handler
 from infra.local.template import REPO_ROOT, Template
 from infra.resign_event import resign
 
-STATE_FILE = REPO_ROOT / ".lorapin-local.json"
+STATE_FILE_ENV = "LORAPIN_LOCAL_STATE"  # where `up` writes its state file, if not the default
 
 
-def write_state(stack: Any, path: Path = STATE_FILE) -> None:
+def state_file() -> Path:
+    return Path(os.environ.get(STATE_FILE_ENV) or REPO_ROOT / ".lorapin-local.json")
+
+
+def write_state(stack: Any, path: Path | None = None) -> None:
     state = {"aws_endpoint": stack.aws_endpoint, "replicate_url": stack.emulator.url, "api_url": stack.api.url,
              "signing_secret": stack.emulator.signing_secret, "function_env": stack.aws.function_env}
-    path.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    (path or state_file()).write_text(json.dumps(state, indent=2), encoding="utf-8")
 
 
-def _running_state(path: Path = STATE_FILE) -> dict[str, Any] | None:
+def _running_state() -> dict[str, Any] | None:
+    path = state_file()
     if not path.exists():
         return None
     state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))

@@ -66,7 +66,9 @@ SHORT_ID = 12  # characters of a version id shown in tables (the JSON has the fu
 
 # --- connecting --------------------------------------------------------------------------------------
 def find_state_file(start: Path | None = None) -> Path | None:
-    """The local stack's state file in the working directory or one of its parents."""
+    """The local stack's state file: $LORAPIN_LOCAL_STATE, or in the working directory or a parent."""
+    if os.environ.get("LORAPIN_LOCAL_STATE"):
+        return Path(os.environ["LORAPIN_LOCAL_STATE"])
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / STATE_FILE_NAME

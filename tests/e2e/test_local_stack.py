@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -22,8 +23,9 @@ STARTUP_SECONDS = 60
 
 
 class RunningStack:
-    def __init__(self, process: subprocess.Popen[bytes], ports: list[str], api: str, emulator: str) -> None:
-        self.process, self.ports, self.api, self.emulator = process, ports, api, emulator
+    def __init__(self, process: subprocess.Popen[bytes], ports: list[str], api: str, emulator: str,
+                 state: Path) -> None:
+        self.process, self.ports, self.api, self.emulator, self.state = process, ports, api, emulator, state
 
 
 def wait_for_line(log: Path, pattern: str, process: subprocess.Popen[bytes]) -> str:
@@ -46,11 +48,12 @@ def running_stack(tmp_path: Path) -> Iterator[RunningStack]:
         process = subprocess.Popen(
             [sys.executable, "-m", "infra.local", "up", "--port", ports[0], "--replicate-port", ports[1],
              "--aws-port", ports[2], "--training-seconds", "0.5", "--prediction-seconds", "0.2"],
-            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env={**_env(), "PYTHONPATH": str(REPO_ROOT)})
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+            env={**_env(), "PYTHONPATH": str(REPO_ROOT), "LORAPIN_LOCAL_STATE": str(tmp_path / "state.json")})
     try:
         api = wait_for_line(log, r"^API: (http://\S+)$", process)
         emulator = wait_for_line(log, r"^Replicate emulator: (http://\S+)$", process)
-        yield RunningStack(process, ports, api, emulator)
+        yield RunningStack(process, ports, api, emulator, tmp_path / "state.json")
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -86,5 +89,24 @@ def test_the_retraining_story_over_http_on_a_stack_started_with_up(running_stack
     assert all(set(call) >= {"method", "path", "status", "at"} for call in calls)
     assert sum(1 for c in calls if c["method"] == "POST" and c["path"].endswith("/trainings")) == 2
 
+    assert json.loads(stack.state.read_text())["api_url"] == stack.api  # what `invoke` and `lorapin --local` read
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(timeout=20) == 0
+    assert not stack.state.exists()
+
+
+def test_invoke_runs_a_template_function_on_a_fresh_stack_re_signing_the_sample(tmp_path: Path) -> None:
+    """`python -m infra.local invoke` is `sam local invoke` without Docker: the sample's stale
+    signature is replaced, so the handler answers (an unknown training) instead of 401."""
+    env = {**_env(), "PYTHONPATH": str(REPO_ROOT), "LORAPIN_LOCAL_STATE": str(tmp_path / "none.json")}
+    webhook = subprocess.run([sys.executable, "-m", "infra.local", "invoke", "ReplicateWebhookFunction", "-e",
+                              "events/training_succeeded.json"], capture_output=True, text=True, cwd=REPO_ROOT,
+                             env=env, timeout=120)
+    assert webhook.returncode == 0, webhook.stderr[-2000:]
+    response = json.loads(webhook.stdout[webhook.stdout.index("{\n"):])
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"outcome": "ignored_unknown"}
+    unknown = subprocess.run([sys.executable, "-m", "infra.local", "invoke", "NoSuchFunction", "-e",
+                              "events/training_succeeded.json"], capture_output=True, text=True, cwd=REPO_ROOT,
+                             env=env, timeout=120)
+    assert unknown.returncode != 0 and "ReplicateWebhookFunction" in unknown.stderr
