@@ -168,13 +168,16 @@ def test_put_events_failing_after_the_write_is_healed_by_the_redelivery(harness:
 
 
 def test_a_waiting_generation_is_released_with_the_new_version(harness: Harness) -> None:
-    harness.emulator.training_seconds = 1.5
+    harness.emulator.training_seconds = 120  # finished below, once the generation waits
     training_id = seed_training(harness, "frank")
     response = harness.call("POST", "/generations", user="frank", body={"prompt": "skiing", "num_outputs": 2})
     assert response.status_code == 202, response.text
     waiting = response.json()["generation"]
     assert waiting["status"] == "waiting_for_model"
     assert waiting["model_version_ref"] is None
+    record = repository(harness).get_training(training_id)
+    assert record is not None and record.replicate_training_id
+    harness.emulator.complete_training_now(record.replicate_training_id)
     wait_for(lambda: training_status(harness, training_id) == "succeeded", message="training")
 
     def released() -> dict[str, Any] | None:

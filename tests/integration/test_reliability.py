@@ -82,9 +82,10 @@ def lost_webhook_training(world: Harness, user_id: str) -> str:
 
 def test_dynamodb_throttling_on_the_guarded_write_answers_503_and_the_redelivery_succeeds(
         harness: Harness, aws_faults: dict[str, int]) -> None:
-    harness.emulator.training_seconds = 1.0
+    harness.emulator.training_seconds = 120  # finished below, once the fault is armed
     training_id = seed_training(harness, "tina")
     aws_faults["TransactWriteItems"] = 1  # the activation's guarded write, not the start's
+    harness.emulator.complete_training_now(replicate_training(harness, training_id)["id"])
     attempts = wait_for(lambda: [d for d in harness.emulator.deliveries if d["kind"] == "training"][1:] and
                         [d for d in harness.emulator.deliveries if d["kind"] == "training"], message="redelivery")
     assert training_status(harness, training_id) == "succeeded"

@@ -163,10 +163,12 @@ def test_blurry_tiny_corrupt_and_duplicate_photos_each_get_their_code(harness: H
 
 
 def test_a_second_training_in_flight_is_409(harness: Harness) -> None:
-    harness.emulator.training_seconds = 5
-    first = start(harness, "fay", image_keys=upload(harness, "fay", photos(range(0, 12))))
+    harness.emulator.training_seconds = 120  # still running at the second request, however slow the machine
+    first_keys = upload(harness, "fay", photos(range(0, 12)))
+    second_keys = upload(harness, "fay", photos(range(20, 32)))
+    first = start(harness, "fay", image_keys=first_keys)
     assert first.status_code == 202
-    again = start(harness, "fay", image_keys=upload(harness, "fay", photos(range(20, 32))))
+    again = start(harness, "fay", image_keys=second_keys)
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "TRAINING_IN_PROGRESS"
     assert len(trainings_created(harness)) == 1
