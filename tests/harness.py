@@ -110,7 +110,7 @@ class Harness:
         return found
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05,
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05,
              message: str = "condition") -> Any:
     """Poll until `condition()` is truthy; fail with `message` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -158,7 +158,7 @@ def test_put_events_failing_after_the_write_is_healed_by_the_redelivery(harness:
             publisher._client.put_events = flaky
     training_id = seed_training(harness, "erin")
     # The first delivery commits the write, fails to publish and answers 503; Replicate retries.
-    wait_for(lambda: activated_events(harness), timeout=15, message="the event after the redelivery")
+    wait_for(lambda: activated_events(harness), message="the event after the redelivery")
     attempts = [d for d in harness.emulator.deliveries if d.get("kind") == "training"]
     assert [a.get("status") for a in attempts][:2] == [503, 200]
     record = repository(harness).get_training(training_id)

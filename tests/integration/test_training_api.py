@@ -47,7 +47,7 @@ def finished(world: Harness, user: str, training_id: str) -> dict[str, Any]:
         training = world.call("GET", f"/trainings/{training_id}", user=user).json()["training"]
         return training if training["status"] in ("succeeded", "failed", "canceled") else None
 
-    training: dict[str, Any] = wait_for(done, timeout=20, message=f"training {training_id}")
+    training: dict[str, Any] = wait_for(done, message=f"training {training_id}")
     return training
 
 
