@@ -17,6 +17,7 @@ from infra.local.aws_stack import LocalAwsStack
 from infra.local.dispatcher import EventDispatcher
 from infra.local.functions import apply_environment
 from infra.local.http_api import LocalHttpApi
+from infra.local.polling import poll_until
 from infra.local.stack import LocalStack
 from infra.local.template import Template
 from infra.local.tokens import issue_token
@@ -113,14 +114,10 @@ class Harness:
 def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05,
              message: str = "condition") -> Any:
     """Poll until `condition()` is truthy; fail with `message` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+    value = poll_until(condition, timeout=timeout, interval=interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    return value
 
 
 def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", image_count: int = 12) -> str:

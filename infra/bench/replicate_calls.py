@@ -5,7 +5,6 @@ sends its webhook, the version becomes current. A first training, then a retrain
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ import requests
 from infra.bench.events import activated_delivered, wait_for_deliveries
 from infra.bench.table import Row
 from infra.local.photos_fixture import make_photo
+from infra.local.polling import poll_until
 from infra.local.stack import LocalStack
 from infra.local.tokens import issue_token
 
@@ -68,13 +68,10 @@ class Flow:
 
 
 def _wait(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise FlowFailed(f"timed out waiting for {what}")
+    value = poll_until(condition, timeout=timeout)
+    if not value:
+        raise FlowFailed(f"timed out waiting for {what}")
+    return value
 
 
 OPERATIONS = (  # Replicate's API by method and path, as the Python client names it

@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 from infra.local.photos_fixture import make_photo
+from infra.local.polling import poll_until
 from infra.local.stack import LocalStack
 from infra.local.tokens import issue_token
 
@@ -63,14 +64,9 @@ class Demo:
             raise StepFailed(message)
 
     def wait(self, condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            time.sleep(0.1)
-        self.expect(False, f"timed out waiting for {what}")
-        return None
+        value = poll_until(condition, timeout=timeout, interval=0.1)
+        self.expect(bool(value), f"timed out waiting for {what}")
+        return value
 
     def label(self, version_id: str | None) -> str:
         for name, vid in self.versions.items():
