@@ -109,9 +109,9 @@ def test_a_failed_training_keeps_the_old_version(harness: Harness) -> None:
     failed_training = seed_training(harness, "carol")
     wait_for(lambda: training_status(harness, failed_training) == "failed", message="failure recorded")
     assert current_version_id(harness, "carol") == version
-    model = repository(harness).get_model("carol")
-    assert model is not None
-    assert model.in_flight_training_id is None  # the user can train again
+    # the user can train again once the webhook's handling has released the slot
+    model = wait_for(lambda: (m := repository(harness).get_model("carol")) and not m.in_flight_training_id and m,
+                     message="the slot released")
     assert model.status == "ready"
 
 
