@@ -97,12 +97,14 @@ class Repository:
         yield from GenerationItem.waiting.query(user_id)
 
     # --- training completion (the webhook and the reconciler) ------------------------------------
-    def apply_activation(self, training: TrainingItem, version: VersionRef, event: ModelVersionActivated
-                         ) -> dict[str, Any]:
+    def apply_activation(self, training: TrainingItem, version: VersionRef, event: ModelVersionActivated, *,
+                         in_flight: str | None) -> dict[str, Any]:
         """Make `version` current, guarded by the training's seq (I1); record it in the history.
 
         Model, training and version change in one transaction, and the training keeps
         `pending_event` until the event is published (the outbox half of I5). Returns that outbox.
+        The user's training slot is released in the same write when this training holds it;
+        `in_flight` is the slot as read, and the write is refused if it changed meanwhile.
         """
         activated_at = event.activated_at
         outbox = to_outbox(event)
@@ -118,9 +120,12 @@ class Repository:
                         ModelItem.applied_seq.set(training.seq),
                         ModelItem.status.set("ready"),
                         ModelItem.updated_at.set(activated_at),
+                        *([ModelItem.in_flight_training_id.remove()] if in_flight == training.training_id else []),
                     ],
                     condition=(ModelItem.applied_seq < training.seq)
-                    & (ModelItem.destination == training.destination),
+                    & (ModelItem.destination == training.destination)
+                    & (ModelItem.in_flight_training_id == in_flight if in_flight
+                       else ModelItem.in_flight_training_id.does_not_exist()),
                 )
                 tx.update(TrainingItem(training.training_id),
                           actions=self._success_actions(version, activated_at, outbox),
@@ -201,10 +206,9 @@ class Repository:
             condition=TrainingItem.training_id.exists())
 
     @staticmethod
-    def settle_model_after_training(user_id: str, training_id: str, *, activated: bool = False) -> None:
+    def settle_model_after_training(user_id: str, training_id: str) -> None:
         """Free the user's training slot (I2) if this training holds it; fix the status of a model
-        whose only trainings failed (not needed when it has just `activated` a version).
-        Idempotent: a no-op when another training holds the slot."""
+        whose only trainings failed. Idempotent: a no-op when another training holds the slot."""
         try:
             ModelItem(user_id).update(
                 actions=[ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())],
@@ -213,8 +217,6 @@ class Repository:
         except UpdateError as exc:
             if not _condition_failed(exc):
                 raise
-            return
-        if activated:
             return
         try:
             ModelItem(user_id).update(actions=[ModelItem.status.set("failed")],

@@ -97,9 +97,9 @@ class TrainingCompletion:
                 training_id=record.training_id, seq=int(record.seq),
                 previous_version_id=model.current_version.id if model.current_version else None,
                 reason="training", activated_at=now)
-            outbox = self._repository.apply_activation(record, decision.version, event)
+            outbox = self._repository.apply_activation(record, decision.version, event,
+                                                       in_flight=model.in_flight_training_id)
             self._publish(record.training_id, outbox)  # the event in hand: no need to read it back
-            self._repository.settle_model_after_training(record.user_id, record.training_id, activated=True)
             return
         if decision.action is Action.RECORD_STALE_SUCCESS:
             assert decision.version is not None

@@ -60,10 +60,15 @@ def test_a_changed_rule_pattern_changes_what_is_delivered(document: dict[str, An
     rule = next(e for e in events.values() if e["Type"] == "EventBridgeRule")
     rule["Properties"]["Pattern"]["detail-type"] = ["SomethingElse"]
     world = start(document)
+    world.emulator.training_seconds = 120  # finished below, once the generation waits for it
     training_id = seed_training(world, "bea")
     waiting = world.call("POST", "/generations", user="bea", body={"prompt": "hello"}).json()["generation"]
+    assert waiting["status"] == "waiting_for_model"
     world.use_function_env()
     repository = Repository(Settings.from_env())
+    record = repository.get_training(training_id)
+    assert record is not None and record.replicate_training_id
+    world.emulator.complete_training_now(record.replicate_training_id)
     wait_for(lambda: (t := repository.get_training(training_id)) is not None and t.status == "succeeded",
              message="activation")
     # moto's rule no longer matches ModelVersionActivated: nothing reaches the generation function

@@ -15,6 +15,8 @@ import pytest
 import requests
 
 from infra.local.photos_fixture import make_photo
+from lorapin.repository import Repository
+from lorapin.settings import Settings
 from lorapin.training_start import destination_name
 from tests.harness import Harness, wait_for
 
@@ -62,6 +64,10 @@ def train(world: Harness, user: str, **body: Any) -> dict[str, Any]:
     training = finished(world, user, response.json()["training"]["id"])
     assert training["status"] == "succeeded", training
     wait_for(lambda: current_version(world, user) == training["version_id"], message="activation")
+    world.use_function_env("TrainingApiFunction")
+    repository = Repository(Settings.from_env())  # the slot is released just after the activation
+    wait_for(lambda: (m := repository.get_model(user)) is not None and not m.in_flight_training_id,
+             message="the training slot released")
     return training
 
 

@@ -45,7 +45,9 @@ def event_for(training: TrainingItem, version: VersionRef) -> ModelVersionActiva
 
 def activate(repo: Repository, training: TrainingItem, char: str) -> VersionRef:
     version = VersionRef.of(DEST, char * 64)
-    repo.apply_activation(training, version, event_for(training, version))
+    model = repo.get_model(training.user_id)
+    repo.apply_activation(training, version, event_for(training, version),
+                          in_flight=model.in_flight_training_id if model else None)
     return version
 
 
@@ -57,6 +59,7 @@ def test_activation_moves_the_model_and_records_the_version_and_its_event(repo: 
     assert model.current_version is not None
     assert model.current_version.ref == version.ref
     assert int(model.applied_seq) == 1
+    assert model.in_flight_training_id is None  # the slot is released in the same write
     stored = repo.get_training(training.training_id)
     assert stored is not None
     assert stored.status == "succeeded"
@@ -132,3 +135,13 @@ def test_settling_frees_the_slot_only_for_the_training_that_holds_it(repo: Repos
     assert model is not None
     assert model.in_flight_training_id is None
     assert model.status == "failed"  # no version ever activated and nothing in flight
+
+
+def test_activation_is_refused_when_the_slot_changed_since_it_was_read(repo: Repository) -> None:
+    training = start(repo)
+    version = VersionRef.of(DEST, "d" * 64)
+    with pytest.raises(GuardRejected):
+        repo.apply_activation(training, version, event_for(training, version), in_flight="trn_someone_else")
+    model = repo.get_model("u1")
+    assert model is not None and model.current_version is None
+    assert model.in_flight_training_id == training.training_id
