@@ -88,6 +88,7 @@ class Reconciler:
 
     def _reconcile_training(self, item: TrainingItem, report: ReconcileReport, now: datetime) -> None:
         if item.pending_event and item.status not in ("starting", "processing"):
+            self._repository.settle_model_after_training(item.user_id, item.training_id)  # idempotent
             self._completion.publish_pending(item)
             report.events_published += 1
             return

@@ -109,7 +109,10 @@ class TrainingCompletion:
                                     status=decision.status or "failed", error=decision.error,
                                     current_version_id=model.current_version.id if model.current_version else None)
             self._repository.record_failure(record, failed, completed_at=now)
+            # Free the slot before publishing: if the bus is down the user can still train again.
+            self._repository.settle_model_after_training(record.user_id, record.training_id)
             self.publish_pending(record)
+            return
         elif decision.action is Action.RECORD_PROGRESS:
             self._repository.record_progress(record, decision.status or "processing")
             return

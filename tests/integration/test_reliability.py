@@ -264,3 +264,19 @@ def test_a_rollback_whose_event_fails_stands_and_the_reconciler_publishes_it(
     assert reconcile(harness).events_published == 1
     assert wait_for(rollback_events, message="the rollback's event")[0]["detail"]["version_id"] == old
     assert reconcile(harness).events_published == 0
+
+
+def test_a_failed_training_whose_event_cannot_be_published_still_frees_the_user(
+        harness: Harness, aws_faults: dict[str, int]) -> None:
+    harness.emulator.webhook_retry_delays = (0.1,)
+    harness.emulator.set_training_outcome("failed")
+    aws_faults["PutEvents"] = 2  # the delivery and its one retry
+    training_id = seed_training(harness, "fern")
+    wait_for(lambda: len([d for d in harness.emulator.deliveries if d["kind"] == "training"]) == 2,
+             message="both deliveries")
+    model = repository(harness).get_model("fern")
+    assert model is not None and model.in_flight_training_id is None  # the user can train again
+    assert training_status(harness, training_id) == "failed"
+    assert repository(harness).get_training(training_id).pending_event is not None  # type: ignore[union-attr]
+    assert reconcile(harness).events_published == 1  # TrainingFailed, late but not lost
+    assert repository(harness).get_training(training_id).pending_event is None  # type: ignore[union-attr]
