@@ -277,6 +277,6 @@ def test_a_failed_training_whose_event_cannot_be_published_still_frees_the_user(
     model = repository(harness).get_model("fern")
     assert model is not None and model.in_flight_training_id is None  # the user can train again
     assert training_status(harness, training_id) == "failed"
-    assert repository(harness).get_training(training_id).pending_event is not None  # type: ignore[union-attr]
+    assert repository(harness).get_training(training_id).pending_event is not None
     assert reconcile(harness).events_published == 1  # TrainingFailed, late but not lost
-    assert repository(harness).get_training(training_id).pending_event is None  # type: ignore[union-attr]
+    assert repository(harness).get_training(training_id).pending_event is None
