@@ -89,8 +89,8 @@ class Reconciler:
     def _reconcile_training(self, item: TrainingItem, report: ReconcileReport, now: datetime) -> None:
         if item.pending_event and item.status not in ("starting", "processing"):
             self._repository.settle_model_after_training(item.user_id, item.training_id)  # idempotent
-            self._completion.publish_pending(item)
-            report.events_published += 1
+            if self._completion.publish_pending(item):
+                report.events_published += 1
             return
         if item.replicate_training_id is None:
             # The start never reached Replicate (or never recorded it): free the user's slot.

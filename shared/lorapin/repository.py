@@ -8,13 +8,14 @@ re-reads and decides again.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from lorapin.clock import now_iso
+from lorapin.clock import iso, now_iso
 from lorapin.events import ModelVersionActivated, TrainingFailed, to_outbox
 from lorapin.settings import Settings
 from lorapin.tables import (
@@ -29,6 +30,13 @@ from lorapin.tables import (
 from lorapin.versions import VersionRef
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+PUBLISH_LEASE = timedelta(seconds=60)  # longer than any function's timeout: a crashed holder's lease lapses
+
+
+def publish_lease_from(moment: str) -> str:
+    return iso(datetime.fromisoformat(moment) + PUBLISH_LEASE)
 
 
 class GuardRejected(Exception):
@@ -161,7 +169,8 @@ class Repository:
             TrainingItem.error.remove(),
         ]
         if pending_event:  # stays on the `active` index until published, so the reconciler sees it
-            actions.append(TrainingItem.pending_event.set(pending_event))
+            actions += [TrainingItem.pending_event.set(pending_event),
+                        TrainingItem.publish_lease_until.set(publish_lease_from(now_iso()))]
         else:
             actions += [TrainingItem.pending_event.remove(), TrainingItem.active_shard.remove()]
         return actions
@@ -173,15 +182,18 @@ class Repository:
                            image_count=training.image_count, created_at=created_at)
 
     @staticmethod
-    def record_failure(training: TrainingItem, event: TrainingFailed, *, completed_at: str) -> None:
-        """I3: a failed or canceled training is recorded; the model's current version is not touched."""
+    def record_failure(training: TrainingItem, event: TrainingFailed, *, completed_at: str) -> dict[str, Any]:
+        """I3: a failed or canceled training is recorded; the model's current version is not touched.
+        Returns the outbox, leased to the caller for publishing."""
+        outbox = to_outbox(event)
         try:
             training.update(
                 actions=[
                     TrainingItem.status.set(event.status),
                     TrainingItem.error.set(event.error or event.status),
                     TrainingItem.completed_at.set(completed_at),
-                    TrainingItem.pending_event.set(to_outbox(event)),
+                    TrainingItem.pending_event.set(outbox),
+                    TrainingItem.publish_lease_until.set(publish_lease_from(now_iso())),
                 ],
                 condition=TrainingItem.status.is_in("starting", "processing"),
             )
@@ -189,6 +201,7 @@ class Repository:
             if _condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
+        return outbox
 
     @staticmethod
     def record_progress(training: TrainingItem, status: str) -> None:
@@ -202,8 +215,34 @@ class Repository:
     @staticmethod
     def mark_event_published(training_id: str) -> None:
         TrainingItem(training_id).update(
-            actions=[TrainingItem.pending_event.remove(), TrainingItem.active_shard.remove()],
+            actions=[TrainingItem.pending_event.remove(), TrainingItem.publish_lease_until.remove(),
+                     TrainingItem.active_shard.remove()],
             condition=TrainingItem.training_id.exists())
+
+    @staticmethod
+    def claim_pending_event(training_id: str) -> dict[str, Any] | None:
+        """Take the lease on a training's outbox, so one caller publishes it while another (a racing
+        webhook, the reconciler) leaves it alone. The outbox, or None when there is nothing to
+        publish or someone else holds an unexpired lease."""
+        now = now_iso()
+        item = TrainingItem(training_id)
+        try:
+            item.update(  # PynamoDB reads the item back (ALL_NEW) into `item`
+                actions=[TrainingItem.publish_lease_until.set(publish_lease_from(now))],
+                condition=TrainingItem.pending_event.exists()
+                & (TrainingItem.publish_lease_until.does_not_exist() | (TrainingItem.publish_lease_until < now)))
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return None
+            raise
+        outbox: dict[str, Any] | None = item.pending_event
+        return outbox
+
+    @staticmethod
+    def release_publish_lease(training_id: str) -> None:
+        """Publishing failed: let the next delivery or the reconciler try at once."""
+        TrainingItem(training_id).update(actions=[TrainingItem.publish_lease_until.remove()],
+                                         condition=TrainingItem.training_id.exists())
 
     @staticmethod
     def settle_model_after_training(user_id: str, training_id: str) -> None:

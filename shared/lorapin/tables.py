@@ -119,6 +119,7 @@ class TrainingItem(Model):
     version_id = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
     pending_event = JSONAttribute(null=True)  # outbox: {"detail_type", "detail"} not yet published (I5)
+    publish_lease_until = UnicodeAttribute(null=True)  # ISO time: who holds it publishes the outbox, alone
     active_shard = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     completed_at = UnicodeAttribute(null=True)

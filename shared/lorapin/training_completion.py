@@ -15,7 +15,7 @@ from lorapin.completion import (
     StoredTraining,
     decide_completion,
 )
-from lorapin.events import EventPublisher, ModelVersionActivated, TrainingFailed
+from lorapin.events import EventPublisher, EventPublishFailed, ModelVersionActivated, TrainingFailed
 from lorapin.replicate_objects import ReplicateTraining
 from lorapin.repository import GuardRejected, Repository
 from lorapin.tables import ModelItem, TrainingItem
@@ -99,7 +99,7 @@ class TrainingCompletion:
                 reason="training", activated_at=now)
             outbox = self._repository.apply_activation(record, decision.version, event,
                                                        in_flight=model.in_flight_training_id)
-            self._publish(record.training_id, outbox)  # the event in hand: no need to read it back
+            self._publish(record.training_id, outbox)  # leased to us by that write: no need to read it back
             return
         if decision.action is Action.RECORD_STALE_SUCCESS:
             assert decision.version is not None
@@ -108,10 +108,10 @@ class TrainingCompletion:
             failed = TrainingFailed(user_id=record.user_id, training_id=record.training_id,
                                     status=decision.status or "failed", error=decision.error,
                                     current_version_id=model.current_version.id if model.current_version else None)
-            self._repository.record_failure(record, failed, completed_at=now)
+            outbox = self._repository.record_failure(record, failed, completed_at=now)
             # Free the slot before publishing: if the bus is down the user can still train again.
             self._repository.settle_model_after_training(record.user_id, record.training_id)
-            self.publish_pending(record)
+            self._publish(record.training_id, outbox)
             return
         elif decision.action is Action.RECORD_PROGRESS:
             self._repository.record_progress(record, decision.status or "processing")
@@ -121,12 +121,20 @@ class TrainingCompletion:
             self.publish_pending(record)
         self._repository.settle_model_after_training(record.user_id, record.training_id)
 
-    def publish_pending(self, record: TrainingItem) -> None:
-        """Publish the event stored with the training's last state change, then clear it (I5)."""
-        fresh = self._repository.get_training(record.training_id)
-        if fresh is not None and fresh.pending_event:
-            self._publish(fresh.training_id, fresh.pending_event)
+    def publish_pending(self, record: TrainingItem) -> bool:
+        """Publish the event stored with the training's last state change, then clear it (I5).
+        Nothing happens while another caller holds the outbox's lease (it is publishing it)."""
+        outbox = self._repository.claim_pending_event(record.training_id)
+        if outbox is None:
+            return False
+        self._publish(record.training_id, outbox)
+        return True
 
     def _publish(self, training_id: str, outbox: dict[str, Any]) -> None:
-        self._publisher.publish_outbox(outbox)
+        """Publish an outbox whose lease we hold; on failure, hand the lease back for the next try."""
+        try:
+            self._publisher.publish_outbox(outbox)
+        except EventPublishFailed:
+            self._repository.release_publish_lease(training_id)
+            raise
         self._repository.mark_event_published(training_id)

@@ -145,3 +145,16 @@ def test_activation_is_refused_when_the_slot_changed_since_it_was_read(repo: Rep
     model = repo.get_model("u1")
     assert model is not None and model.current_version is None
     assert model.in_flight_training_id == training.training_id
+
+
+def test_one_caller_at_a_time_holds_the_outbox_lease(repo: Repository) -> None:
+    training = start(repo)
+    activate(repo, training, "e")  # the activating write leases the outbox to its writer
+    assert repo.claim_pending_event(training.training_id) is None  # a racing duplicate leaves it alone
+    repo.release_publish_lease(training.training_id)  # the writer could not publish
+    claimed = repo.claim_pending_event(training.training_id)
+    assert claimed is not None and claimed["detail_type"] == "ModelVersionActivated"
+    assert repo.claim_pending_event(training.training_id) is None
+    repo.mark_event_published(training.training_id)
+    repo.release_publish_lease(training.training_id)
+    assert repo.claim_pending_event(training.training_id) is None  # nothing left to publish
