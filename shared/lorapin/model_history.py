@@ -6,6 +6,7 @@ from lorapin.clock import now_iso
 from lorapin.errors import Conflict, NotFound
 from lorapin.events import EventPublisher, EventPublishFailed, ModelVersionActivated, to_outbox
 from lorapin.observability import logger
+from lorapin.outbox import Outbox
 from lorapin.repository import GuardRejected, Repository
 from lorapin.tables import ModelItem, TrainingItem, VersionItem
 
@@ -13,7 +14,7 @@ from lorapin.tables import ModelItem, TrainingItem, VersionItem
 class ModelHistory:
     def __init__(self, repository: Repository, publisher: EventPublisher) -> None:
         self._repository = repository
-        self._publisher = publisher
+        self._outbox = Outbox(publisher)
 
     def model(self, user_id: str) -> tuple[ModelItem, list[VersionItem]]:
         model = self._repository.get_model(user_id)
@@ -48,17 +49,8 @@ class ModelHistory:
         except GuardRejected as exc:
             raise Conflict("Your model changed while rolling back (a training finished?); look at it and retry.",
                            code="MODEL_CHANGED") from exc
-        try:
-            self.publish_pending(user_id)
+        try:  # leased to us by that write: no need to read it back
+            self._outbox.publish_leased(ModelItem(user_id), event)
         except EventPublishFailed as exc:  # the rollback stands; the reconciler publishes the outbox
             logger.warning("rollback event left in the outbox", extra={"user_id": user_id, "error": str(exc)})
         return self.model(user_id)
-
-    def publish_pending(self, user_id: str) -> bool:
-        """Publish the event a rollback stored with its write, then clear it (I5)."""
-        model = self._repository.get_model(user_id)
-        if model is None or not model.pending_event:
-            return False
-        self._publisher.publish_outbox(model.pending_event)
-        self._repository.mark_model_event_published(user_id, model.pending_event)
-        return True

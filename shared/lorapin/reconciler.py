@@ -17,7 +17,6 @@ from lorapin.drift import classify_drift
 from lorapin.errors import LorapinError
 from lorapin.events import EventPublishFailed
 from lorapin.generation import Generations
-from lorapin.model_history import ModelHistory
 from lorapin.observability import count, logger
 from lorapin.replicate_gateway import ReplicateGateway, ReplicateRejected
 from lorapin.repository import Repository, TrainingStarts
@@ -62,7 +61,6 @@ class Reconciler:
         self._replicate = replicate
         self._limits = limits or ReconcilerLimits()
         self._now = now
-        self._history = ModelHistory(repository, completion.publisher)
 
     def run(self) -> ReconcileReport:
         report = ReconcileReport()
@@ -150,7 +148,7 @@ class Reconciler:
         since = iso(now - self._limits.drift_window)
         for model in ModelItem.recent.query(DRIFT_SHARD, ModelItem.updated_at > since, limit=self._limits.batch):
             try:
-                if model.pending_event and self._history.publish_pending(model.user_id):
+                if model.pending_event and self._completion.outbox.publish_pending(ModelItem(model.user_id)):
                     report.events_published += 1
                 self._check_drift(model, report)
             except (LorapinError, ReplicateRejected, EventPublishFailed) as exc:  # one model never stops the run

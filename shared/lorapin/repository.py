@@ -8,15 +8,15 @@ re-reads and decides again.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from lorapin.clock import iso, now_iso
+from lorapin.clock import now_iso
 from lorapin.events import ModelVersionActivated, TrainingFailed, to_outbox
+from lorapin.outbox import store_actions
 from lorapin.settings import Settings
 from lorapin.tables import (
     ACTIVE_SHARD,
@@ -26,28 +26,13 @@ from lorapin.tables import (
     VersionInfo,
     VersionItem,
     bind_tables,
+    condition_failed,
 )
 from lorapin.versions import VersionRef
-
-CONDITION_FAILED = "ConditionalCheckFailedException"
-
-
-PUBLISH_LEASE = timedelta(seconds=60)  # longer than any function's timeout: a crashed holder's lease lapses
-
-
-def publish_lease_from(moment: str) -> str:
-    return iso(datetime.fromisoformat(moment) + PUBLISH_LEASE)
 
 
 class GuardRejected(Exception):
     """A conditional write lost: the stored state changed since it was read."""
-
-
-def _condition_failed(exc: Exception) -> bool:
-    if isinstance(exc, TransactWriteError):
-        return any(reason is not None and reason.code in (CONDITION_FAILED, "ConditionalCheckFailed")
-                   for reason in exc.cancellation_reasons)
-    return getattr(exc, "cause_response_code", None) == CONDITION_FAILED
 
 
 class Repository:
@@ -141,7 +126,7 @@ class Repository:
                 tx.save(self._version_item(training, version, activated_at),
                         condition=VersionItem.version_id.does_not_exist())
         except TransactWriteError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
         return outbox
@@ -156,7 +141,7 @@ class Repository:
                 tx.save(self._version_item(training, version, completed_at),
                         condition=VersionItem.version_id.does_not_exist())
         except TransactWriteError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
 
@@ -169,8 +154,7 @@ class Repository:
             TrainingItem.error.remove(),
         ]
         if pending_event:  # stays on the `active` index until published, so the reconciler sees it
-            actions += [TrainingItem.pending_event.set(pending_event),
-                        TrainingItem.publish_lease_until.set(publish_lease_from(now_iso()))]
+            actions += store_actions(pending_event, TrainingItem)
         else:
             actions += [TrainingItem.pending_event.remove(), TrainingItem.active_shard.remove()]
         return actions
@@ -192,13 +176,12 @@ class Repository:
                     TrainingItem.status.set(event.status),
                     TrainingItem.error.set(event.error or event.status),
                     TrainingItem.completed_at.set(completed_at),
-                    TrainingItem.pending_event.set(outbox),
-                    TrainingItem.publish_lease_until.set(publish_lease_from(now_iso())),
+                    *store_actions(outbox, TrainingItem),
                 ],
                 condition=TrainingItem.status.is_in("starting", "processing"),
             )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
         return outbox
@@ -209,40 +192,8 @@ class Repository:
             training.update(actions=[TrainingItem.status.set(status)],
                             condition=TrainingItem.status.is_in("starting", "processing"))
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
-
-    @staticmethod
-    def mark_event_published(training_id: str) -> None:
-        TrainingItem(training_id).update(
-            actions=[TrainingItem.pending_event.remove(), TrainingItem.publish_lease_until.remove(),
-                     TrainingItem.active_shard.remove()],
-            condition=TrainingItem.training_id.exists())
-
-    @staticmethod
-    def claim_pending_event(training_id: str) -> dict[str, Any] | None:
-        """Take the lease on a training's outbox, so one caller publishes it while another (a racing
-        webhook, the reconciler) leaves it alone. The outbox, or None when there is nothing to
-        publish or someone else holds an unexpired lease."""
-        now = now_iso()
-        item = TrainingItem(training_id)
-        try:
-            item.update(  # PynamoDB reads the item back (ALL_NEW) into `item`
-                actions=[TrainingItem.publish_lease_until.set(publish_lease_from(now))],
-                condition=TrainingItem.pending_event.exists()
-                & (TrainingItem.publish_lease_until.does_not_exist() | (TrainingItem.publish_lease_until < now)))
-        except UpdateError as exc:
-            if _condition_failed(exc):
-                return None
-            raise
-        outbox: dict[str, Any] | None = item.pending_event
-        return outbox
-
-    @staticmethod
-    def release_publish_lease(training_id: str) -> None:
-        """Publishing failed: let the next delivery or the reconciler try at once."""
-        TrainingItem(training_id).update(actions=[TrainingItem.publish_lease_until.remove()],
-                                         condition=TrainingItem.training_id.exists())
 
     @staticmethod
     def settle_model_after_training(user_id: str, training_id: str) -> None:
@@ -254,7 +205,7 @@ class Repository:
                 condition=ModelItem.in_flight_training_id == training_id,
             )
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
             return
         try:
@@ -262,7 +213,7 @@ class Repository:
                                       condition=ModelItem.current_version.does_not_exist()
                                       & ModelItem.in_flight_training_id.does_not_exist())
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
 
     # --- rollback --------------------------------------------------------------------------------
@@ -278,24 +229,14 @@ class Repository:
         try:
             model.update(
                 actions=[ModelItem.current_version.set(current), ModelItem.status.set("ready"),
-                         ModelItem.pending_event.set(event), ModelItem.updated_at.set(activated_at)],
+                         *store_actions(event, ModelItem), ModelItem.updated_at.set(activated_at)],
                 condition=(ModelItem.destination == version.destination)
                 & (ModelItem.updated_at == model.updated_at),
             )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
-
-    @staticmethod
-    def mark_model_event_published(user_id: str, event: dict[str, Any]) -> None:
-        """Clear the model's outbox, unless a newer rollback has put another event there."""
-        try:
-            ModelItem(user_id).update(actions=[ModelItem.pending_event.remove()],
-                                      condition=ModelItem.pending_event == event)
-        except UpdateError as exc:
-            if not _condition_failed(exc):
-                raise
 
     def create_imported_model(self, model: ModelItem, version: VersionItem) -> bool:
         """Backfill: create a legacy model with its current version in one transaction that only
@@ -305,7 +246,7 @@ class Repository:
                 tx.save(model, condition=ModelItem.user_id.does_not_exist())
                 tx.save(version, condition=VersionItem.version_id.does_not_exist())
         except TransactWriteError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -316,7 +257,7 @@ class Repository:
         try:
             generation.save(condition=GenerationItem.generation_id.does_not_exist())
         except PutError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
 
@@ -336,7 +277,7 @@ class Repository:
                 condition=GenerationItem.status == "waiting_for_model",
             )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -376,7 +317,7 @@ class Repository:
         try:
             generation.update(actions=actions, condition=GenerationItem.status.is_in("starting", "processing"))
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -428,7 +369,7 @@ class TrainingStarts:
                               & (ModelItem.destination == training.destination))
                 tx.save(training, condition=TrainingItem.training_id.does_not_exist())
         except TransactWriteError as exc:
-            if _condition_failed(exc):
+            if condition_failed(exc):
                 raise GuardRejected(str(exc)) from exc
             raise
 
@@ -451,7 +392,7 @@ class TrainingStarts:
                 TrainingItem.completed_at.set(now_iso()), TrainingItem.active_shard.remove(),
             ], condition=TrainingItem.replicate_training_id.does_not_exist())
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
         actions: list[Any] = [ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())]
         if not keep_manifest:
@@ -460,6 +401,6 @@ class TrainingStarts:
             ModelItem(training.user_id).update(actions=actions,
                                                condition=ModelItem.in_flight_training_id == training.training_id)
         except UpdateError as exc:
-            if not _condition_failed(exc):
+            if not condition_failed(exc):
                 raise
         Repository.settle_model_after_training(training.user_id, training.training_id)

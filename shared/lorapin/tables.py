@@ -65,6 +65,7 @@ class ModelItem(Model):
     in_flight_training_id = UnicodeAttribute(null=True)  # I2: at most one
     last_photo_manifest = JSONAttribute(null=True)  # photo set of the newest started training
     pending_event = JSONAttribute(null=True)  # outbox of a rollback's event until published (I5)
+    publish_lease_until = UnicodeAttribute(null=True)  # lorapin.outbox: who publishes it, alone
     drift_shard = UnicodeAttribute(default=DRIFT_SHARD)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
@@ -119,7 +120,7 @@ class TrainingItem(Model):
     version_id = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
     pending_event = JSONAttribute(null=True)  # outbox: {"detail_type", "detail"} not yet published (I5)
-    publish_lease_until = UnicodeAttribute(null=True)  # ISO time: who holds it publishes the outbox, alone
+    publish_lease_until = UnicodeAttribute(null=True)  # lorapin.outbox: who publishes it, alone
     active_shard = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     completed_at = UnicodeAttribute(null=True)
@@ -199,6 +200,19 @@ class GenerationItem(Model):
 
 
 ALL_TABLES: tuple[type[Model], ...] = (ModelItem, TrainingItem, VersionItem, GenerationItem)
+
+
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def condition_failed(exc: Exception) -> bool:
+    """Whether a PynamoDB write lost its condition (a guard), as opposed to failing."""
+    from pynamodb.exceptions import TransactWriteError
+
+    if isinstance(exc, TransactWriteError):
+        return any(reason is not None and reason.code in (CONDITION_FAILED, "ConditionalCheckFailed")
+                   for reason in exc.cancellation_reasons)
+    return getattr(exc, "cause_response_code", None) == CONDITION_FAILED
 
 
 def bind_tables(settings: Settings) -> None:

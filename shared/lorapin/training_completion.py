@@ -4,7 +4,6 @@ reconciler's shared path. Decide (pure) → guarded write → event → free the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from lorapin.clock import now_iso
 from lorapin.completion import (
@@ -15,7 +14,8 @@ from lorapin.completion import (
     StoredTraining,
     decide_completion,
 )
-from lorapin.events import EventPublisher, EventPublishFailed, ModelVersionActivated, TrainingFailed
+from lorapin.events import EventPublisher, ModelVersionActivated, TrainingFailed
+from lorapin.outbox import Outbox
 from lorapin.replicate_objects import ReplicateTraining
 from lorapin.repository import GuardRejected, Repository
 from lorapin.tables import ModelItem, TrainingItem
@@ -53,11 +53,7 @@ def stored_model(item: ModelItem) -> StoredModel:
 class TrainingCompletion:
     def __init__(self, repository: Repository, publisher: EventPublisher) -> None:
         self._repository = repository
-        self._publisher = publisher
-
-    @property
-    def publisher(self) -> EventPublisher:
-        return self._publisher
+        self.outbox = Outbox(publisher)
 
     def apply(self, training: ReplicateTraining, *, training_id_hint: str | None = None) -> CompletionResult:
         for _ in range(MAX_ATTEMPTS):
@@ -99,7 +95,8 @@ class TrainingCompletion:
                 reason="training", activated_at=now)
             outbox = self._repository.apply_activation(record, decision.version, event,
                                                        in_flight=model.in_flight_training_id)
-            self._publish(record.training_id, outbox)  # leased to us by that write: no need to read it back
+            # leased to us by that write: no need to read it back
+            self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
             return
         if decision.action is Action.RECORD_STALE_SUCCESS:
             assert decision.version is not None
@@ -111,7 +108,7 @@ class TrainingCompletion:
             outbox = self._repository.record_failure(record, failed, completed_at=now)
             # Free the slot before publishing: if the bus is down the user can still train again.
             self._repository.settle_model_after_training(record.user_id, record.training_id)
-            self._publish(record.training_id, outbox)
+            self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
             return
         elif decision.action is Action.RECORD_PROGRESS:
             self._repository.record_progress(record, decision.status or "processing")
@@ -122,19 +119,5 @@ class TrainingCompletion:
         self._repository.settle_model_after_training(record.user_id, record.training_id)
 
     def publish_pending(self, record: TrainingItem) -> bool:
-        """Publish the event stored with the training's last state change, then clear it (I5).
-        Nothing happens while another caller holds the outbox's lease (it is publishing it)."""
-        outbox = self._repository.claim_pending_event(record.training_id)
-        if outbox is None:
-            return False
-        self._publish(record.training_id, outbox)
-        return True
-
-    def _publish(self, training_id: str, outbox: dict[str, Any]) -> None:
-        """Publish an outbox whose lease we hold; on failure, hand the lease back for the next try."""
-        try:
-            self._publisher.publish_outbox(outbox)
-        except EventPublishFailed:
-            self._repository.release_publish_lease(training_id)
-            raise
-        self._repository.mark_event_published(training_id)
+        """Publish the event stored with the training's last state change, if nobody else is (I5)."""
+        return self.outbox.publish_pending(TrainingItem(record.training_id))

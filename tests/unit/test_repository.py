@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from lorapin import outbox
 from lorapin.events import ModelVersionActivated
 from lorapin.repository import GuardRejected, Repository, TrainingStarts
 from lorapin.settings import Settings
@@ -119,7 +120,8 @@ def test_rollback_pins_an_old_version_without_lowering_the_high_water_mark(repo:
     # a rollback prepared from a stale read of the model is refused, not silently applied
     with pytest.raises(GuardRejected):
         repo.pin_version(stale, version, activated_at="2026-01-04T00:00:00.000Z", event=event)
-    repo.mark_model_event_published("u1", event)
+    assert outbox.claim(ModelItem("u1")) is None  # leased to the rollback that stored it
+    outbox.clear(ModelItem("u1"), event)
     cleared = repo.get_model("u1")
     assert cleared is not None and cleared.pending_event is None
 
@@ -150,11 +152,14 @@ def test_activation_is_refused_when_the_slot_changed_since_it_was_read(repo: Rep
 def test_one_caller_at_a_time_holds_the_outbox_lease(repo: Repository) -> None:
     training = start(repo)
     activate(repo, training, "e")  # the activating write leases the outbox to its writer
-    assert repo.claim_pending_event(training.training_id) is None  # a racing duplicate leaves it alone
-    repo.release_publish_lease(training.training_id)  # the writer could not publish
-    claimed = repo.claim_pending_event(training.training_id)
+    item = TrainingItem(training.training_id)
+    assert outbox.claim(item) is None  # a racing duplicate leaves it alone
+    outbox.release(item)  # the writer could not publish
+    claimed = outbox.claim(TrainingItem(training.training_id))
     assert claimed is not None and claimed["detail_type"] == "ModelVersionActivated"
-    assert repo.claim_pending_event(training.training_id) is None
-    repo.mark_event_published(training.training_id)
-    repo.release_publish_lease(training.training_id)
-    assert repo.claim_pending_event(training.training_id) is None  # nothing left to publish
+    assert outbox.claim(TrainingItem(training.training_id)) is None
+    outbox.clear(TrainingItem(training.training_id), claimed)
+    outbox.release(TrainingItem(training.training_id))
+    assert outbox.claim(TrainingItem(training.training_id)) is None  # nothing left to publish
+    stored = repo.get_training(training.training_id)
+    assert stored is not None and stored.pending_event is None and stored.active_shard is None
