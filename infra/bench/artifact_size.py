@@ -73,7 +73,3 @@ def measure_artifacts(functions: dict[str, FunctionSpec]) -> list[Row]:
 
 def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.2f} MB"
-
-
-def _kb(size: int) -> str:
-    return f"{size / 1024:.1f} KB"

@@ -65,12 +65,13 @@ class Seeder:
         from lorapin.clock import new_id, now_iso
         from lorapin.repository import TrainingStarts
         from lorapin.tables import ModelItem, TrainingItem
+        from lorapin.training_start import destination_name
         from lorapin.versions import ModelName
 
         settings, gateway = self.settings, self._gateway()
         model = self.repository.get_model(user_id)
         now = now_iso()
-        destination = model.destination if model else f"{settings.replicate_owner}/lorapin-{user_id}"
+        destination = model.destination if model else str(destination_name(settings.replicate_owner, user_id))
         trigger_word = model.trigger_word if model else TRIGGER_WORD
         new_model = None
         if model is None:

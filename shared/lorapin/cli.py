@@ -21,6 +21,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -258,9 +259,7 @@ def _backfill(args: argparse.Namespace, runtime: Runtime) -> int:
     results = [(plan, _write(plan, runtime.repository) if args.apply and plan.outcome is RowOutcome.MIGRATE else plan)
                for plan in plans]
     document = [_plan_dict(final, applied=args.apply, planned=plan) for plan, final in results]
-    counts: dict[str, int] = {}
-    for row in document:
-        counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
+    counts = dict(Counter(row["outcome"] for row in document))
     emit(args, {"apply": args.apply, "rows": document, "summary": counts}, _backfill_text(document, counts, args.apply))
     return 1 if counts.get(RowOutcome.NEEDS_ATTENTION.value) else 0
 

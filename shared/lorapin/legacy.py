@@ -131,9 +131,8 @@ def classify_stored_version(raw: str, *, destination: ModelName, trainer_model: 
     if not value:
         return StoredVersion(StoredVersionKind.MISSING, raw)
     if ":" in value:
-        model_part, _, version_id = value.partition(":")
         try:
-            ref = VersionRef.of(model_part, version_id)
+            ref = VersionRef.parse(value)
         except InvalidVersionRef:
             return StoredVersion(StoredVersionKind.MALFORMED, raw)
         if str(ref.model) == trainer_model or ref.id in trainer_version_ids:
@@ -386,8 +385,3 @@ def _replace(plan: RowPlan, outcome: RowOutcome, reasons: tuple[str, ...]) -> Ro
     keeps_version = outcome in (RowOutcome.MIGRATE, RowOutcome.UNCHANGED)
     return replace(plan, outcome=outcome, reasons=reasons, version=plan.version if keeps_version else None,
                    trigger_word=plan.trigger_word if keeps_version else None)
-
-
-def summarise(plans: list[RowPlan]) -> dict[str, int]:
-    """How many rows ended in each outcome (every outcome listed, zeros included)."""
-    return {outcome.value: sum(1 for p in plans if p.outcome is outcome) for outcome in RowOutcome}

@@ -106,16 +106,8 @@ class ReplicateGateway:
 
     def version_ids(self, model: ModelName, *, max_pages: int = 20) -> list[str]:
         """Every version id of a model, newest first, following the cursor (the client reads one page)."""
-        ids: list[str] = []
-        path: str | None = f"/v1/models/{model.owner}/{model.name}/versions"
-        for _ in range(max_pages):
-            if not path:
-                break
-            page = self._call(lambda p=path: self.client._request("GET", p)).json()  # type: ignore[misc]
-            ids.extend(v["id"] for v in page.get("results", []) if isinstance(v, dict) and "id" in v)
-            next_url = page.get("next")
-            path = next_url.split(self._base_url, 1)[-1] if next_url else None
-        return ids
+        versions = self._paged_results(f"/v1/models/{model.owner}/{model.name}/versions", max_pages=max_pages)
+        return [str(v["id"]) for v in versions if "id" in v]
 
     def download(self, url: str) -> tuple[bytes, str]:
         """Fetch a prediction output before Replicate deletes it (outputs live for an hour)."""
