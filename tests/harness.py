@@ -21,6 +21,8 @@ from infra.local.polling import poll_until
 from infra.local.stack import LocalStack
 from infra.local.template import Template
 from infra.local.tokens import issue_token
+from lorapin.repository import Repository
+from lorapin.settings import Settings
 from lorapin.webhook_signature import sign_webhook
 
 
@@ -78,6 +80,11 @@ class Harness:
 
     def use_function_env(self, function_id: str = "ReplicateWebhookFunction") -> None:
         apply_environment(self.env(function_id))
+
+    def repository(self) -> Repository:
+        """The data layer on this world's tables, as the functions see it."""
+        self.use_function_env()
+        return Repository(Settings.from_env())
 
     def name(self, logical_id: str) -> str:
         return self.stack.names[logical_id]

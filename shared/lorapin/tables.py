@@ -224,7 +224,8 @@ def bind_tables(settings: Settings) -> None:
         GenerationItem: settings.generations_table,
     }
     for model, name in names.items():
-        model.Meta.table_name = name
-        model.Meta.region = settings.aws_region
-        model.Meta.host = settings.aws_endpoint_url
+        binding = (name, settings.aws_region, settings.aws_endpoint_url)
+        if (model.Meta.table_name, model.Meta.region, getattr(model.Meta, "host", None)) == binding:
+            continue  # already bound: keep the connection
+        model.Meta.table_name, model.Meta.region, model.Meta.host = binding
         model._connection = None  # drop a connection made for other settings

@@ -19,42 +19,25 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
-from aws_lambda_powertools.utilities import parameters
 
 from infra.local.photos_fixture import make_photo
 from infra.local.stack import LOCAL_API_TOKEN
 from infra.local.tokens import issue_token
 from lorapin.media import PRESIGNED_GET_SECONDS
 from lorapin.photos import MAX_IMAGE_BYTES
-from lorapin.repository import Repository
-from lorapin.settings import Settings
 from lorapin.uploads import UPLOAD_URL_SECONDS
 from tests.harness import Harness, seed_training, wait_for
 
 UPLOAD_KEY = r"users/{user}/uploads/[0-9a-f]{{32}}\.{ext}"
 
 
-@pytest.fixture(autouse=True)
-def fresh_secrets_client() -> Iterator[None]:
-    """Powertools keeps one Secrets Manager client per process; one built by an in-process (moto)
-    test earlier in the session would point these functions at the wrong endpoint."""
-    parameters.clear_caches()
-    yield
-    parameters.clear_caches()
-
-
 # --- helpers -------------------------------------------------------------------------------------
-def repository(world: Harness) -> Repository:
-    world.use_function_env()
-    return Repository(Settings.from_env())
-
-
 def trained(world: Harness, user_id: str) -> tuple[str, str]:
     """A first training through the emulator's signed webhook: (training id, version id)."""
     training_id = seed_training(world, user_id)
-    wait_for(lambda: (t := repository(world).get_training(training_id)) is not None and t.status == "succeeded",
+    wait_for(lambda: (t := world.repository().get_training(training_id)) is not None and t.status == "succeeded",
              message=f"{user_id}'s training")
-    model = wait_for(lambda: (m := repository(world).get_model(user_id)) is not None and m.current_version
+    model = wait_for(lambda: (m := world.repository().get_model(user_id)) is not None and m.current_version
                      and not m.in_flight_training_id and m, message=f"{user_id}'s slot freed")
     return training_id, str(model.current_version.id)
 
@@ -114,7 +97,7 @@ def test_another_user_can_neither_read_nor_change_a_model_its_trainings_or_gener
     # Given alice with a trained model, an earlier version to roll back to, and a finished generation
     first_training, first_version = trained(harness, "alice")
     training_id = seed_training(harness, "alice")
-    wait_for(lambda: (m := repository(harness).get_model("alice")) is not None and m.current_version is not None
+    wait_for(lambda: (m := harness.repository().get_model("alice")) is not None and m.current_version is not None
              and m.current_version.id != first_version, message="alice's second version")
     generation = generated(harness, "alice")
     alice_model = harness.call("GET", "/model", user="alice").json()["model"]
@@ -180,10 +163,10 @@ def test_another_user_can_neither_read_nor_change_a_model_its_trainings_or_gener
     again = harness.call("GET", f"/generations/{generation['id']}", user="alice").json()["generation"]
     assert {k: v for k, v in again.items() if k != "outputs"} == {k: v for k, v in generation.items()
                                                                  if k != "outputs"}
-    mallory = repository(harness).get_model("mallory")
+    mallory = harness.repository().get_model("mallory")
     assert mallory is not None and mallory.current_version is not None
     assert mallory.current_version.id == mallory_version
-    assert repository(harness).get_model("nobody") is None
+    assert harness.repository().get_model("nobody") is None
     # and the outputs alice reads are short-lived links to her own prefix only
     for url in generation["outputs"]:
         assert unquote(urlsplit(url).path).split("/", 2)[2].startswith(f"users/alice/generations/{generation['id']}/")
@@ -220,7 +203,7 @@ def test_photo_keys_outside_the_callers_prefix_are_refused_before_anything_is_re
         assert s3_calls == [], (keys, s3_calls)
         assert_leaks_nothing(response, what_s3_knows)
     # and nothing was written or started: bob has no model, Replicate heard nothing
-    assert repository(harness).get_model("bob") is None
+    assert harness.repository().get_model("bob") is None
     assert len(harness.emulator.api_calls()) == replicate_calls
     trainings = harness.stack.client("dynamodb").scan(TableName=harness.name("TrainingsTable"))
     assert trainings["Count"] == 0
@@ -314,7 +297,7 @@ def test_a_photo_over_the_size_limit_is_refused_from_its_size_alone(harness: Har
         {"code": f["code"], "image_key": f.get("image_key")} for f in findings]
     assert ("HeadObject", key) in s3_calls
     assert ("GetObject", key) not in s3_calls
-    assert repository(harness).get_model("alice") is None
+    assert harness.repository().get_model("alice") is None
 
 
 # --- secrets and logs --------------------------------------------------------------------------------

@@ -21,8 +21,6 @@ from infra.local.replicate_emulator import TRAINER_MODEL, TRAINER_VERSION_ID
 from infra.local.stack import LOCAL_OWNER
 from lorapin.cli import main
 from lorapin.replicate_gateway import ReplicateGateway
-from lorapin.repository import Repository
-from lorapin.settings import Settings
 from lorapin.training_start import destination_name
 from lorapin.versions import ModelName
 from tests.harness import Harness, seed_training, wait_for
@@ -41,11 +39,6 @@ def quiet_functions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     function_logger.setLevel(logging.WARNING)
     yield
     function_logger.setLevel(level)
-
-
-def repository(world: Harness) -> Repository:
-    world.use_function_env("TrainingApiFunction")
-    return Repository(Settings.from_env())
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
@@ -101,11 +94,11 @@ def train_to_completion(world: Harness, user_id: str) -> str:
     training_id = seed_training(world, user_id)
 
     def activated() -> str | None:
-        training = repository(world).get_training(training_id)
+        training = world.repository().get_training(training_id)
         return training.version_id if training and training.status == "succeeded" else None
 
     version_id: str = wait_for(activated, message=f"{user_id}'s training")
-    wait_for(lambda: (m := repository(world).get_model(user_id)) is not None and m.in_flight_training_id is None,
+    wait_for(lambda: (m := world.repository().get_model(user_id)) is not None and m.in_flight_training_id is None,
              message=f"{user_id}'s training slot freed")
     return version_id
 
@@ -167,7 +160,7 @@ def test_backfill_plans_applies_once_and_a_second_run_changes_nothing(
     assert "not overwritten" in by_user["hank"]["reasons"][0]
     assert "still running" in by_user["jack"]["reasons"][0]
     assert "no successful training" in by_user["gina"]["reasons"][0]
-    store = repository(harness)
+    store = harness.repository()
     assert all(store.get_model(user) is None for user in ("alice", "bob", "carol", "dave", "erin"))
 
     # When it is applied
@@ -223,7 +216,7 @@ def test_backfill_reads_json_lines_too(harness: Harness, tmp_path: Path, capsys:
     assert code == 0
     assert result["rows"][0]["outcome"] == "migrated"
     assert result["rows"][0]["version_id"] == version
-    model = repository(harness).get_model("kim")
+    model = harness.repository().get_model("kim")
     assert model is not None and model.trigger_word == "KIMV"
 
 
@@ -236,18 +229,18 @@ def test_audit_finds_drift_a_wrong_trigger_word_and_a_foreign_version_and_accept
     train_to_completion(harness, "ben")
     harness.emulator.suppress_webhooks(1)
     lost = seed_training(harness, "ben")
-    lost_replicate_id = repository(harness).get_training(lost).replicate_training_id  # type: ignore[union-attr]
+    lost_replicate_id = harness.repository().get_training(lost).replicate_training_id  # type: ignore[union-attr]
     wait_for(lambda: replicate_get(harness, f"/v1/trainings/{lost_replicate_id}")["status"] == "succeeded",
              message="the unannounced training")
     # ... one whose stored trigger word is not the one its version was trained with
     train_to_completion(harness, "cat")
-    cat = repository(harness).get_model("cat")
+    cat = harness.repository().get_model("cat")
     assert cat is not None and cat.current_version is not None
     cat.current_version.trigger_word = "CATX"
     cat.save()
     # ... one pinned to a version of another user's destination
     train_to_completion(harness, "dan")
-    dan = repository(harness).get_model("dan")
+    dan = harness.repository().get_model("dan")
     assert dan is not None and dan.current_version is not None
     dan.current_version.id = ann_version
     dan.current_version.ref = f"{managed_destination('ann')}:{ann_version}"
@@ -300,7 +293,7 @@ def test_rollback_refuses_a_version_that_is_not_the_users(harness: Harness,
     assert error["error"]["code"] == "UNKNOWN_VERSION"
     assert main(["rollback", "gus", "4e0de78d"]) == 1
     assert "INVALID_VERSION" in capsys.readouterr().err
-    gus = repository(harness).get_model("gus")
+    gus = harness.repository().get_model("gus")
     assert gus is not None and gus.current_version is not None
     assert (gus.current_version.id, gus.current_version.reason) == (mine, "training")
 

@@ -10,23 +10,16 @@ from typing import Any
 
 import requests
 
-from lorapin.repository import Repository
-from lorapin.settings import Settings
 from tests.harness import Harness, seed_training, wait_for
 
 
-def repository(world: Harness) -> Repository:
-    world.use_function_env()
-    return Repository(Settings.from_env())
-
-
 def current_version_id(world: Harness, user_id: str) -> str | None:
-    model = repository(world).get_model(user_id)
+    model = world.repository().get_model(user_id)
     return model.current_version.id if model and model.current_version else None
 
 
 def training_status(world: Harness, training_id: str) -> str:
-    record = repository(world).get_training(training_id)
+    record = world.repository().get_training(training_id)
     assert record is not None
     return str(record.status)
 
@@ -36,7 +29,7 @@ def emulator_state(world: Harness) -> dict[str, Any]:
 
 
 def replicate_training(world: Harness, training_id: str) -> dict[str, Any]:
-    record = repository(world).get_training(training_id)
+    record = world.repository().get_training(training_id)
     assert record is not None
     response = requests.get(f"{world.emulator.url}/v1/trainings/{record.replicate_training_id}",
                             headers={"authorization": "Bearer r8_local"}, timeout=5)
@@ -110,7 +103,7 @@ def test_a_failed_training_keeps_the_old_version(harness: Harness) -> None:
     wait_for(lambda: training_status(harness, failed_training) == "failed", message="failure recorded")
     assert current_version_id(harness, "carol") == version
     # the user can train again once the webhook's handling has released the slot
-    model = wait_for(lambda: (m := repository(harness).get_model("carol")) and not m.in_flight_training_id and m,
+    model = wait_for(lambda: (m := harness.repository().get_model("carol")) and not m.in_flight_training_id and m,
                      message="the slot released")
     assert model.status == "ready"
 
@@ -161,7 +154,7 @@ def test_put_events_failing_after_the_write_is_healed_by_the_redelivery(harness:
     wait_for(lambda: activated_events(harness), message="the event after the redelivery")
     attempts = [d for d in harness.emulator.deliveries if d.get("kind") == "training"]
     assert [a.get("status") for a in attempts][:2] == [503, 200]
-    record = repository(harness).get_training(training_id)
+    record = harness.repository().get_training(training_id)
     assert record is not None
     assert record.pending_event is None
     assert current_version_id(harness, "erin") == record.version_id
@@ -175,7 +168,7 @@ def test_a_waiting_generation_is_released_with_the_new_version(harness: Harness)
     waiting = response.json()["generation"]
     assert waiting["status"] == "waiting_for_model"
     assert waiting["model_version_ref"] is None
-    record = repository(harness).get_training(training_id)
+    record = harness.repository().get_training(training_id)
     assert record is not None and record.replicate_training_id
     harness.emulator.complete_training_now(record.replicate_training_id)
     wait_for(lambda: training_status(harness, training_id) == "succeeded", message="training")

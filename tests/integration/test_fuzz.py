@@ -16,14 +16,13 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -174,10 +173,7 @@ def training_body(training: TrainingItem, status: Any, output: Any, **extra: Any
 
 
 @pytest.fixture
-def world(in_process_aws: LocalAwsStack) -> Iterator[World]:
-    # Powertools keeps one Secrets Manager client per process: one built for another endpoint (or
-    # for this test's moto) must not outlive the test that built it
-    parameters.clear_caches()
+def world(in_process_aws: LocalAwsStack) -> World:
     template = Template()
     specs = template.functions()
     handlers = {fid: load_handler(specs[fid], in_process_aws.function_env[fid]) for fid in FUNCTIONS}
@@ -187,8 +183,7 @@ def world(in_process_aws: LocalAwsStack) -> Iterator[World]:
         runtime = sys.modules[handler.__module__].runtime
         runtime.media._s3.meta.events.register(
             "before-call.s3", lambda model, **_: built.s3_calls.append(str(model.name)))
-    yield built
-    parameters.clear_caches()
+    return built
 
 
 # --- assertions --------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from botocore.exceptions import ClientError
 
 from lorapin.generation import Generations
 from lorapin.reconciler import Reconciler, ReconcileReport, ReconcilerLimits
-from lorapin.repository import Repository
 from lorapin.runtime import Runtime
 from lorapin.settings import Settings
 from lorapin.tables import GenerationItem
@@ -41,19 +40,14 @@ def aws_faults(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return faults
 
 
-def repository(world: Harness) -> Repository:
-    world.use_function_env()
-    return Repository(Settings.from_env())
-
-
 def training_status(world: Harness, training_id: str) -> str:
-    record = repository(world).get_training(training_id)
+    record = world.repository().get_training(training_id)
     assert record is not None
     return str(record.status)
 
 
 def replicate_training(world: Harness, training_id: str) -> dict[str, Any]:
-    record = repository(world).get_training(training_id)
+    record = world.repository().get_training(training_id)
     assert record is not None and record.replicate_training_id
     return dict(world.emulator.trainings[record.replicate_training_id])
 
@@ -101,14 +95,14 @@ def test_put_events_failing_on_every_delivery_is_published_by_the_reconciler(
     training_id = seed_training(harness, "uma")
     wait_for(lambda: len([d for d in harness.emulator.deliveries if d["kind"] == "training"]) == 2,
              message="both deliveries")
-    record = repository(harness).get_training(training_id)
+    record = harness.repository().get_training(training_id)
     assert record is not None and record.status == "succeeded" and record.pending_event is not None
     assert activations(harness) == []
     report = reconcile(harness)
     assert report.events_published == 1
     events = wait_for(lambda: activations(harness), message="the event, late but not lost")
     assert events[0]["detail"]["training_id"] == training_id
-    assert repository(harness).get_training(training_id).pending_event is None  # type: ignore[union-attr]
+    assert harness.repository().get_training(training_id).pending_event is None  # type: ignore[union-attr]
     assert reconcile(harness).events_published == 0  # published once, not again
 
 
@@ -118,7 +112,7 @@ def test_a_webhook_never_delivered_is_completed_by_one_reconciler_run(harness: H
     report = reconcile(harness)
     assert report.trainings_completed == 1
     assert training_status(harness, training_id) == "succeeded"
-    model = repository(harness).get_model("vic")
+    model = harness.repository().get_model("vic")
     assert model is not None and model.current_version is not None
     assert model.current_version.ref == replicate_training(harness, training_id)["output"]["version"]
     assert len(wait_for(lambda: activations(harness), message="event")) == 1
@@ -132,7 +126,7 @@ def test_young_trainings_are_left_to_their_webhook(harness: Harness) -> None:
 
 def test_the_reconciler_and_a_late_webhook_racing_activate_once(harness: Harness) -> None:
     training_id = lost_webhook_training(harness, "xan")
-    record = repository(harness).get_training(training_id)
+    record = harness.repository().get_training(training_id)
     assert record is not None
     answers: list[Any] = []
     barrier = threading.Barrier(2)
@@ -165,7 +159,7 @@ def test_a_training_past_its_maximum_age_is_canceled_and_frees_the_user(harness:
     assert report.trainings_canceled == 1
     assert replicate_training(harness, training_id)["status"] == "canceled"
     assert training_status(harness, training_id) == "canceled"
-    model = repository(harness).get_model("yara")
+    model = harness.repository().get_model("yara")
     assert model is not None and model.in_flight_training_id is None
 
 
@@ -222,7 +216,7 @@ def test_drift_is_reported_with_both_ids_and_counted_but_a_rollback_is_not(
     wait_for(lambda: training_status(harness, first) == "succeeded", message="first")
     second = seed_training(harness, "dia")
     wait_for(lambda: training_status(harness, second) == "succeeded", message="second")
-    model = repository(harness).get_model("dia")
+    model = harness.repository().get_model("dia")
     assert model is not None and model.current_version is not None
     destination = model.destination
     stored = model.current_version.id
@@ -238,7 +232,7 @@ def test_drift_is_reported_with_both_ids_and_counted_but_a_rollback_is_not(
     out = capsys.readouterr().out
     assert '"VersionDrift":[1.0]' in out.replace(" ", "")
     # A rollback explains the difference
-    first_version = repository(harness).get_training(first).version_id  # type: ignore[union-attr]
+    first_version = harness.repository().get_training(first).version_id  # type: ignore[union-attr]
     rolled = harness.call("POST", "/model/rollback", user="dia", body={"version_id": first_version})
     assert rolled.status_code == 200
     assert scheduled_run(harness)["drift"] == []
@@ -250,7 +244,7 @@ def test_a_rollback_whose_event_fails_stands_and_the_reconciler_publishes_it(
     wait_for(lambda: training_status(harness, first) == "succeeded", message="first")
     second = seed_training(harness, "rob")
     wait_for(lambda: training_status(harness, second) == "succeeded", message="second")
-    old = repository(harness).get_training(first).version_id  # type: ignore[union-attr]
+    old = harness.repository().get_training(first).version_id  # type: ignore[union-attr]
     aws_faults["PutEvents"] = 1
     rolled = harness.call("POST", "/model/rollback", user="rob", body={"version_id": old})
     assert rolled.status_code == 200  # the rollback stands
@@ -274,9 +268,9 @@ def test_a_failed_training_whose_event_cannot_be_published_still_frees_the_user(
     training_id = seed_training(harness, "fern")
     wait_for(lambda: len([d for d in harness.emulator.deliveries if d["kind"] == "training"]) == 2,
              message="both deliveries")
-    model = repository(harness).get_model("fern")
+    model = harness.repository().get_model("fern")
     assert model is not None and model.in_flight_training_id is None  # the user can train again
     assert training_status(harness, training_id) == "failed"
-    assert repository(harness).get_training(training_id).pending_event is not None
+    assert harness.repository().get_training(training_id).pending_event is not None
     assert reconcile(harness).events_published == 1  # TrainingFailed, late but not lost
-    assert repository(harness).get_training(training_id).pending_event is None
+    assert harness.repository().get_training(training_id).pending_event is None
