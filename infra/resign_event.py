@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lorapin.webhook_signature import sign_webhook
+from lorapin.http.webhook_signature import sign_webhook
 
 
 def resign(event: dict[str, Any], secret: str, *, now: int | None = None) -> dict[str, Any]:

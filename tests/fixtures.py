@@ -34,7 +34,7 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture
 def emulator() -> Iterator[Any]:
-    from infra.local.replicate_emulator import ReplicateEmulator
+    from infra.emulator import ReplicateEmulator
 
     with ReplicateEmulator(training_seconds=0.2, prediction_seconds=0.1) as running:
         yield running

@@ -21,9 +21,9 @@ from infra.local.polling import poll_until
 from infra.local.stack import LocalStack
 from infra.local.template import Template
 from infra.local.tokens import issue_token
-from lorapin.repository import Repository
-from lorapin.settings import Settings
-from lorapin.webhook_signature import sign_webhook
+from lorapin.adapters.repository import Repository
+from lorapin.adapters.settings import Settings
+from lorapin.http.webhook_signature import sign_webhook
 
 
 @dataclass
@@ -130,14 +130,14 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: f
 def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", image_count: int = 12) -> str:
     """Start a training the way the training API does (slot claimed, seq assigned, Replicate
     training created with our webhook), without photos: for tests of the core pipeline."""
-    from lorapin.clock import new_id, now_iso
-    from lorapin.replicate_gateway import ReplicateGateway
-    from lorapin.repository import Repository, TrainingStarts
+    from lorapin.adapters.replicate_gateway import ReplicateGateway
+    from lorapin.adapters.repository import Repository, TrainingStarts
+    from lorapin.adapters.settings import Settings
+    from lorapin.adapters.tables import ModelItem, TrainingItem
+    from lorapin.domain.clock import new_id, now_iso
+    from lorapin.domain.versions import ModelName
     from lorapin.runtime import Runtime
-    from lorapin.settings import Settings
-    from lorapin.tables import ModelItem, TrainingItem
-    from lorapin.training_start import destination_name
-    from lorapin.versions import ModelName
+    from lorapin.services.training_start import destination_name
 
     world.use_function_env("TrainingApiFunction" if "TrainingApiFunction" in world.stack.function_env
                            else "ReplicateWebhookFunction")

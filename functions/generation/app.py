@@ -9,26 +9,21 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lorapin.api import JsonResponse, build_resolver, caller_id, json_response
-from lorapin.events import MODEL_VERSION_ACTIVATED
-from lorapin.generation import GenerationRequest, Generations
+from lorapin.domain.events import MODEL_VERSION_ACTIVATED
+from lorapin.http.resolver import JsonResponse, build_resolver, caller_id, json_response
+from lorapin.http.views import generation_view
 from lorapin.observability import count, logger, metrics, tracer
 from lorapin.runtime import get_runtime
-from lorapin.views import generation_view
+from lorapin.services.generation import GenerationRequest
 
 runtime = get_runtime()  # settings validated at cold start
 app = build_resolver()
 
 
-def _generations() -> Generations:
-    return Generations(runtime.repository, lambda: runtime.replicate, lambda: runtime.media,
-                       runtime.prediction_webhook_url)
-
-
 @app.post("/generations")
 def create_generation(request: Annotated[GenerationRequest, Body()]) -> JsonResponse:
     user_id = caller_id(app)
-    generation = _generations().request(user_id, request)
+    generation = runtime.generations().request(user_id, request)
     count("GenerationsRequested")
     logger.info("generation requested", extra={"generation_id": generation.generation_id,
                                                "status": generation.status,
@@ -38,7 +33,7 @@ def create_generation(request: Annotated[GenerationRequest, Body()]) -> JsonResp
 
 @app.get("/generations/<generation_id>")
 def get_generation(generation_id: str) -> JsonResponse:
-    generation = _generations().get(caller_id(app), generation_id)
+    generation = runtime.generations().get(caller_id(app), generation_id)
     return json_response(200, {"generation": generation_view(generation, runtime.media.presigned_get)})
 
 
@@ -46,7 +41,7 @@ def release_waiting(event: dict[str, Any]) -> dict[str, Any]:
     """EventBridge: a version became current; start what waited for it. Duplicates are no-ops."""
     detail = event.get("detail") or {}
     logger.set_correlation_id(detail.get("correlation_id") or event.get("id"))
-    released = _generations().release_waiting(str(detail["user_id"]), str(detail["version_id"]))
+    released = runtime.generations().release_waiting(str(detail["user_id"]), str(detail["version_id"]))
     logger.info("waiting generations released", extra={"user_id": detail.get("user_id"),
                                                        "version_id": detail.get("version_id"),
                                                        "released": released})

@@ -8,11 +8,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lorapin.generation import Generations
 from lorapin.observability import logger, metrics, tracer
-from lorapin.reconciler import Reconciler
 from lorapin.runtime import get_runtime
-from lorapin.training_completion import TrainingCompletion
 
 runtime = get_runtime()  # settings validated at cold start
 
@@ -22,10 +19,6 @@ runtime = get_runtime()  # settings validated at cold start
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(correlation_id=event.get("id") or context.aws_request_id)
-    generations = Generations(runtime.repository, lambda: runtime.replicate, lambda: runtime.media,
-                              runtime.prediction_webhook_url)
-    reconciler = Reconciler(runtime.repository, TrainingCompletion(runtime.repository, runtime.publisher),
-                            generations, lambda: runtime.replicate)
-    report = reconciler.run()
+    report = runtime.reconciler().run()
     logger.info("reconciler run", extra=asdict(report))
     return asdict(report)

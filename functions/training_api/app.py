@@ -10,13 +10,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorapin.api import JsonResponse, build_resolver, caller_id, json_response
-from lorapin.model_history import ModelHistory
+from lorapin.http.resolver import JsonResponse, build_resolver, caller_id, json_response
+from lorapin.http.views import model_view, training_view
 from lorapin.observability import count, logger, metrics, tracer
 from lorapin.runtime import get_runtime
-from lorapin.training_start import TrainingRequest, Trainings
-from lorapin.uploads import presign_uploads
-from lorapin.views import model_view, training_view
+from lorapin.services.training_start import TrainingRequest
+from lorapin.services.uploads import presign_uploads
 
 runtime = get_runtime()  # settings validated at cold start
 app = build_resolver()
@@ -35,10 +34,6 @@ class RollbackRequest(BaseModel):
     version_id: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-def _history() -> ModelHistory:
-    return ModelHistory(runtime.repository, runtime.publisher)
-
-
 @app.post("/uploads")
 def create_uploads(request: Annotated[UploadRequest, Body()]) -> JsonResponse:
     uploads = presign_uploads(runtime.media, caller_id(app), request.count, request.content_type)
@@ -48,9 +43,7 @@ def create_uploads(request: Annotated[UploadRequest, Body()]) -> JsonResponse:
 @app.post("/trainings")
 def start_training(request: Annotated[TrainingRequest, Body()]) -> JsonResponse:
     user_id = caller_id(app)
-    trainings = Trainings(runtime.settings, runtime.repository, lambda: runtime.replicate, lambda: runtime.media,
-                          runtime.training_webhook_url)
-    started = trainings.start(user_id, request)
+    started = runtime.trainings().start(user_id, request)
     count("TrainingsStarted")
     logger.info("training started", extra={"training_id": started.training.training_id,
                                            "seq": int(started.training.seq), "mode": started.training.mode,
@@ -61,20 +54,20 @@ def start_training(request: Annotated[TrainingRequest, Body()]) -> JsonResponse:
 
 @app.get("/trainings/<training_id>")
 def get_training(training_id: str) -> JsonResponse:
-    training = _history().training(caller_id(app), training_id)
+    training = runtime.history().training(caller_id(app), training_id)
     return json_response(200, {"training": training_view(training)})
 
 
 @app.get("/model")
 def get_model() -> JsonResponse:
-    model, versions = _history().model(caller_id(app))
+    model, versions = runtime.history().model(caller_id(app))
     return json_response(200, {"model": model_view(model, versions)})
 
 
 @app.post("/model/rollback")
 def rollback(request: Annotated[RollbackRequest, Body()]) -> JsonResponse:
     user_id = caller_id(app)
-    model, versions = _history().rollback(user_id, request.version_id)
+    model, versions = runtime.history().rollback(user_id, request.version_id)
     count("Rollbacks")
     return json_response(200, {"model": model_view(model, versions)})
 

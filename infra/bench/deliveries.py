@@ -13,7 +13,7 @@ from typing import Any
 import requests
 
 from infra.bench.seeding import SeededTraining
-from lorapin.webhook_signature import sign_webhook
+from lorapin.http.webhook_signature import sign_webhook
 
 FOREIGN_SECRET = "whsec_" + base64.b64encode(b"not-the-secret-replicate-uses!!").decode()
 RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # Replicate retries non-2xx deliveries with backoff

@@ -10,7 +10,7 @@ from typing import Any
 
 from infra.local.aws_stack import ACCOUNT_ID
 from infra.local.stack import LocalStack
-from lorapin.events import EVENT_SOURCE, MODEL_VERSION_ACTIVATED
+from lorapin.domain.events import EVENT_SOURCE, MODEL_VERSION_ACTIVATED
 
 BENCH_RULE = "lorapin-bench-activations"
 

@@ -15,7 +15,7 @@ from infra.local.functions import apply_environment
 from infra.local.stack import LOCAL_API_TOKEN, LocalStack
 
 if TYPE_CHECKING:
-    from lorapin.replicate_gateway import ReplicateGateway
+    from lorapin.adapters.replicate_gateway import ReplicateGateway
 
 FUNCTION_ID = "TrainingApiFunction"
 TRIGGER_WORD = "TOK"
@@ -40,9 +40,9 @@ class Seeder:
     """Starts and finishes trainings against a running local stack, from the bench's own thread(s)."""
 
     def __init__(self, stack: LocalStack) -> None:
-        from lorapin.repository import Repository
+        from lorapin.adapters.repository import Repository
+        from lorapin.adapters.settings import Settings
         from lorapin.runtime import Runtime
-        from lorapin.settings import Settings
 
         apply_environment(stack.aws.function_env[FUNCTION_ID])
         self.settings = Settings.from_env()
@@ -52,7 +52,7 @@ class Seeder:
         self._local = threading.local()
 
     def _gateway(self) -> ReplicateGateway:
-        from lorapin.replicate_gateway import ReplicateGateway
+        from lorapin.adapters.replicate_gateway import ReplicateGateway
 
         gateway: ReplicateGateway | None = getattr(self._local, "gateway", None)
         if gateway is None:
@@ -62,11 +62,11 @@ class Seeder:
     def start(self, user_id: str, outcome: str, *, release_slot: bool = False) -> SeededTraining:
         """Start the user's next training; `release_slot` frees the user's one training slot (I2)
         at once, so that several trainings of one user can be in flight and their webhooks race."""
-        from lorapin.clock import new_id, now_iso
-        from lorapin.repository import TrainingStarts
-        from lorapin.tables import ModelItem, TrainingItem
-        from lorapin.training_start import destination_name
-        from lorapin.versions import ModelName
+        from lorapin.adapters.repository import TrainingStarts
+        from lorapin.adapters.tables import ModelItem, TrainingItem
+        from lorapin.domain.clock import new_id, now_iso
+        from lorapin.domain.versions import ModelName
+        from lorapin.services.training_start import destination_name
 
         settings, gateway = self.settings, self._gateway()
         model = self.repository.get_model(user_id)

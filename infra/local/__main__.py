@@ -10,8 +10,8 @@ from typing import Any
 
 
 def _up(args: argparse.Namespace) -> int:
-    from infra.local.invoke import state_file, write_state
     from infra.local.stack import LocalStack
+    from infra.local.state import state_file, write_state
 
     with LocalStack.running(host=args.host, port=args.port, replicate_port=args.replicate_port,
                             aws_port=args.aws_port, training_seconds=args.training_seconds,

@@ -7,40 +7,12 @@ events are re-signed with the stack's signing secret and the current time.
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
-import requests
-
 from infra.local.functions import LocalContext, load_handler
-from infra.local.template import REPO_ROOT, Template
+from infra.local.state import LocalStackNotRunning, running_state
+from infra.local.template import Template
 from infra.resign_event import resign
-
-STATE_FILE_ENV = "LORAPIN_LOCAL_STATE"  # where `up` writes its state file, if not the default
-
-
-def state_file() -> Path:
-    return Path(os.environ.get(STATE_FILE_ENV) or REPO_ROOT / ".lorapin-local.json")
-
-
-def write_state(stack: Any, path: Path | None = None) -> None:
-    state = {"aws_endpoint": stack.aws_endpoint, "replicate_url": stack.emulator.url, "api_url": stack.api.url,
-             "signing_secret": stack.emulator.signing_secret, "function_env": stack.aws.function_env}
-    (path or state_file()).write_text(json.dumps(state, indent=2), encoding="utf-8")
-
-
-def _running_state() -> dict[str, Any] | None:
-    path = state_file()
-    if not path.exists():
-        return None
-    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        requests.get(f"{state['replicate_url']}/_emulator/calls", timeout=1)
-    except requests.RequestException:
-        return None
-    return state
 
 
 def _is_webhook(event: dict[str, Any]) -> bool:
@@ -54,7 +26,10 @@ def invoke_function(function_id: str, event: dict[str, Any], *, aws_endpoint: st
     spec = template.functions().get(function_id)
     if spec is None:
         raise SystemExit(f"no function {function_id!r} in template.yaml; have: {', '.join(template.functions())}")
-    state = _running_state()
+    try:
+        state: dict[str, Any] | None = running_state()
+    except LocalStackNotRunning:
+        state = None
     if state is not None and aws_endpoint is None:
         env = state["function_env"][function_id]
         secret = signing_secret or state["signing_secret"]

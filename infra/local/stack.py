@@ -42,7 +42,7 @@ class LocalStack:
 
         `quiet` keeps the functions' logs and metrics off stdout (for the demo's timeline).
         """
-        from infra.local.replicate_emulator import TRAINER_VERSION_ID, ReplicateEmulator
+        from infra.emulator import TRAINER_VERSION_ID, ReplicateEmulator
 
         os.environ.update(LOCAL_CREDENTIALS)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request

@@ -1,7 +1,9 @@
-"""The collaborators a function needs, built once per container and only when first used.
+"""The composition root: the one place that builds a function's collaborators.
 
-Cold start matters: nothing here connects anywhere or reads a secret at import time; each
-property builds its client on first use and keeps it for the warm container.
+Functions and tests ask a `Runtime` for what they need (`runtime.generations()`,
+`runtime.completion()`, ...) instead of assembling services by hand. Cold start matters: nothing
+here connects anywhere or reads a secret at import time; each client is built on first use and
+kept for the warm container.
 """
 
 from __future__ import annotations
@@ -9,14 +11,19 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from lorapin.settings import Settings, get_settings
+from lorapin.adapters.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from lorapin.events import EventPublisher
-    from lorapin.media import MediaStore
-    from lorapin.replicate_gateway import ReplicateGateway
-    from lorapin.repository import Repository
-    from lorapin.secrets import ReplicateSecrets
+    from lorapin.adapters.event_bus import EventPublisher
+    from lorapin.adapters.media import MediaStore
+    from lorapin.adapters.replicate_gateway import ReplicateGateway
+    from lorapin.adapters.repository import Repository
+    from lorapin.adapters.secrets import ReplicateSecrets
+    from lorapin.services.generation import Generations
+    from lorapin.services.model_history import ModelHistory
+    from lorapin.services.reconciler import Reconciler, ReconcilerLimits
+    from lorapin.services.training_completion import TrainingCompletion
+    from lorapin.services.training_start import Trainings
 
 API_URL_MAX_AGE_SECONDS = 3600
 
@@ -25,37 +32,67 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    # --- adapters --------------------------------------------------------------------------------
     @cached_property
     def repository(self) -> Repository:
-        from lorapin.repository import Repository
+        from lorapin.adapters.repository import Repository
 
         return Repository(self.settings)
 
     @cached_property
     def publisher(self) -> EventPublisher:
-        from lorapin.events import EventPublisher
+        from lorapin.adapters.event_bus import EventPublisher
 
         return EventPublisher(self._boto_client("events"), self.settings.event_bus)
 
     @property
     def secrets(self) -> ReplicateSecrets:
         """Read through Powertools' cache on every call, so a rotated secret is picked up."""
-        from lorapin.secrets import load_replicate_secrets
+        from lorapin.adapters.secrets import load_replicate_secrets
 
         return load_replicate_secrets(self.settings.replicate_secret_arn)
 
     @cached_property
     def replicate(self) -> ReplicateGateway:
-        from lorapin.replicate_gateway import ReplicateGateway
+        from lorapin.adapters.replicate_gateway import ReplicateGateway
 
         return ReplicateGateway(self.secrets.api_token, self.settings.replicate_base_url)
 
     @cached_property
     def media(self) -> MediaStore:
-        from lorapin.media import MediaStore
+        from lorapin.adapters.media import MediaStore
 
         return MediaStore(self._boto_client("s3"), self.settings.media_bucket)
 
+    # --- services --------------------------------------------------------------------------------
+    def generations(self) -> Generations:
+        from lorapin.services.generation import Generations
+
+        return Generations(self.repository, lambda: self.replicate, lambda: self.media, self.prediction_webhook_url)
+
+    def trainings(self) -> Trainings:
+        from lorapin.services.training_start import Trainings
+
+        return Trainings(self.settings, self.repository, lambda: self.replicate, lambda: self.media,
+                         self.training_webhook_url)
+
+    def completion(self) -> TrainingCompletion:
+        from lorapin.services.training_completion import TrainingCompletion
+
+        return TrainingCompletion(self.repository, self.publisher)
+
+    def history(self) -> ModelHistory:
+        from lorapin.services.model_history import ModelHistory
+
+        return ModelHistory(self.repository, self.publisher)
+
+    def reconciler(self, limits: ReconcilerLimits | None = None) -> Reconciler:
+        from lorapin.services.reconciler import Reconciler
+
+        return Reconciler(self.repository, self.completion(), self.generations(), lambda: self.replicate,
+                          limits=limits)
+
+    # --- URLs ------------------------------------------------------------------------------------
     def api_base_url(self) -> str:
         """The public URL of our HTTP API, for the webhook URLs we hand to Replicate."""
         if self.settings.public_api_url:

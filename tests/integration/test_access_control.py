@@ -23,9 +23,9 @@ import requests
 from infra.local.photos_fixture import make_photo
 from infra.local.stack import LOCAL_API_TOKEN
 from infra.local.tokens import issue_token
-from lorapin.media import PRESIGNED_GET_SECONDS
-from lorapin.photos import MAX_IMAGE_BYTES
-from lorapin.uploads import UPLOAD_URL_SECONDS
+from lorapin.adapters.media import PRESIGNED_GET_SECONDS
+from lorapin.domain.photos import MAX_IMAGE_BYTES
+from lorapin.services.uploads import UPLOAD_URL_SECONDS
 from tests.harness import Harness, seed_training, wait_for
 
 UPLOAD_KEY = r"users/{user}/uploads/[0-9a-f]{{32}}\.{ext}"

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 import requests
 
-from infra.local.invoke import write_state
-from infra.local.replicate_emulator import TRAINER_MODEL, TRAINER_VERSION_ID
+from infra.emulator import TRAINER_MODEL, TRAINER_VERSION_ID
 from infra.local.stack import LOCAL_OWNER
-from lorapin.cli import main
-from lorapin.replicate_gateway import ReplicateGateway
-from lorapin.training_start import destination_name
-from lorapin.versions import ModelName
+from infra.local.state import write_state
+from infra.ops.cli import main
+from lorapin.adapters.replicate_gateway import ReplicateGateway
+from lorapin.domain.versions import ModelName
+from lorapin.services.training_start import destination_name
 from tests.harness import Harness, seed_training, wait_for
 
 LEGACY_FIXTURE = Path(__file__).parent.parent / "data" / "legacy_user_models.csv"

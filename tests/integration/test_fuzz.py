@@ -30,10 +30,10 @@ from infra.local.apigw import http_api_event
 from infra.local.aws_stack import ACCOUNT_ID, LocalAwsStack
 from infra.local.functions import Handler, LocalContext, load_handler
 from infra.local.template import Template
-from lorapin.repository import Repository, TrainingStarts
-from lorapin.settings import Settings
-from lorapin.tables import ModelItem, TrainingItem
-from lorapin.webhook_signature import sign_webhook
+from lorapin.adapters.repository import Repository, TrainingStarts
+from lorapin.adapters.settings import Settings
+from lorapin.adapters.tables import ModelItem, TrainingItem
+from lorapin.http.webhook_signature import sign_webhook
 from tests.fixtures import UNIT_SIGNING_SECRET
 
 settings.register_profile(

@@ -11,12 +11,12 @@ import botocore.client
 import pytest
 from botocore.exceptions import ClientError
 
-from lorapin.generation import Generations
-from lorapin.reconciler import Reconciler, ReconcileReport, ReconcilerLimits
+from lorapin.adapters.settings import Settings
+from lorapin.adapters.tables import GenerationItem
 from lorapin.runtime import Runtime
-from lorapin.settings import Settings
-from lorapin.tables import GenerationItem
-from lorapin.training_completion import TrainingCompletion
+from lorapin.services.generation import Generations
+from lorapin.services.reconciler import Reconciler, ReconcileReport, ReconcilerLimits
+from lorapin.services.training_completion import TrainingCompletion
 from tests.harness import Harness, seed_training, wait_for
 
 NO_WAIT = ReconcilerLimits(stale_after=timedelta(0))

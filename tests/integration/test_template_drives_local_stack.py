@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from infra.local.template import Template, load_template
-from lorapin.repository import Repository
-from lorapin.settings import Settings
+from lorapin.adapters.repository import Repository
+from lorapin.adapters.settings import Settings
 from tests.harness import Harness, seed_training, wait_for
 
 

@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from infra.local.photos_fixture import make_photo
-from lorapin.repository import Repository
-from lorapin.settings import Settings
-from lorapin.training_start import destination_name
+from lorapin.adapters.repository import Repository
+from lorapin.adapters.settings import Settings
+from lorapin.services.training_start import destination_name
 from tests.harness import Harness, wait_for
 
 UPLOAD_BATCH = 50  # POST /uploads hands out at most this many URLs at once

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from lorapin.completion import Action, Outcome, StoredModel, StoredTraining, decide_completion
-from lorapin.replicate_objects import ReplicateTraining
+from lorapin.domain.completion import Action, Outcome, StoredModel, StoredTraining, decide_completion
+from lorapin.domain.replicate_objects import ReplicateTraining
 
 DEST = "acme/user-abc"
 TRAINER = "b" * 64

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from lorapin.audit import AuditIssue, ModelFacts, TriggerWordCheck, audit_model, summarise
-from lorapin.drift import DriftStatus
-from lorapin.legacy import (
+from infra.ops.audit import AuditIssue, ModelFacts, TriggerWordCheck, audit_model, summarise
+from infra.ops.legacy import (
     BackfillContext,
     DestinationFacts,
     ExistingModel,
@@ -26,8 +25,9 @@ from lorapin.legacy import (
     read_legacy_rows,
     trainer_version_ids,
 )
-from lorapin.replicate_objects import ReplicateTraining
-from lorapin.versions import ModelName
+from lorapin.domain.drift import DriftStatus
+from lorapin.domain.replicate_objects import ReplicateTraining
+from lorapin.domain.versions import ModelName
 
 OWNER = "acme"
 DESTINATION = "acme/legacy-alice"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from infra.local.photos_fixture import make_photo
-from lorapin.photos import (
+from lorapin.domain.photos import (
     MAX_IMAGES,
     PhotoEntry,
     build_photo_set,

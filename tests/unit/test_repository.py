@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from lorapin import outbox
-from lorapin.events import ModelVersionActivated
-from lorapin.repository import GuardRejected, Repository, TrainingStarts
-from lorapin.settings import Settings
-from lorapin.tables import ModelItem, TrainingItem
-from lorapin.versions import VersionRef
+from lorapin.adapters import outbox
+from lorapin.adapters.repository import GuardRejected, Repository, TrainingStarts
+from lorapin.adapters.settings import Settings
+from lorapin.adapters.tables import ModelItem, TrainingItem
+from lorapin.domain.events import ModelVersionActivated
+from lorapin.domain.versions import VersionRef
 
 DEST = "acme/lorapin-user"
 

@@ -12,9 +12,9 @@ import pytest
 from infra.local.functions import LocalContext, load_handler
 from infra.local.template import Template
 from infra.resign_event import resign
-from lorapin.repository import Repository, TrainingStarts
-from lorapin.settings import Settings
-from lorapin.tables import ModelItem, TrainingItem
+from lorapin.adapters.repository import Repository, TrainingStarts
+from lorapin.adapters.settings import Settings
+from lorapin.adapters.tables import ModelItem, TrainingItem
 from tests.fixtures import UNIT_SIGNING_SECRET
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

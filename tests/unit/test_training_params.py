@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lorapin.training_params import (
+from lorapin.domain.training_params import (
     TIERS,
     TRAINER_RANGES,
     InvalidTrainingParams,
@@ -46,7 +46,7 @@ def test_deployment_overrides_win_but_are_still_checked() -> None:
 def test_bad_overrides_fail_at_cold_start() -> None:
     from pydantic import ValidationError
 
-    from lorapin.settings import Settings
+    from lorapin.adapters.settings import Settings
 
     base = {"MODELS_TABLE_NAME": "models", "TRAININGS_TABLE_NAME": "trainings", "VERSIONS_TABLE_NAME": "versions",
             "GENERATIONS_TABLE_NAME": "generations", "IDEMPOTENCY_TABLE_NAME": "idempotency", "EVENT_BUS_NAME": "b",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lorapin.errors import InvalidVersionRef
-from lorapin.versions import ModelName, VersionRef, parse_training_output_version
+from lorapin.domain.errors import InvalidVersionRef
+from lorapin.domain.versions import ModelName, VersionRef, parse_training_output_version
 
 DESTINATION = "acme/user-abc"
 NEW_ID = "a" * 64

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lorapin.webhook_signature import InvalidWebhookSignature, raw_body_of, sign_webhook, verify_webhook
+from lorapin.http.webhook_signature import InvalidWebhookSignature, raw_body_of, sign_webhook, verify_webhook
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BODY = json.dumps({"id": "abc", "status": "succeeded", "output": {"version": "a/b:" + "c" * 64}})

@@ -1,0 +1,174 @@
+"""Everything lorapin asks of Replicate, over the real `replicate` client.
+
+POSTs are never retried by the client, and a retried POST can create a duplicate (no idempotency
+key), so `create_prediction` retries only what Replicate refused (429) or what surely never left
+(a connect error), with bounded backoff, and then raises `UpstreamUnavailable` (503 + Retry-After).
+Webhook bodies and trainings are parsed with our tolerant models (`aborted` breaks the client's).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lorapin.domain.errors import UpstreamUnavailable
+from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
+from lorapin.domain.versions import ModelName, VersionRef
+
+if TYPE_CHECKING:
+    import replicate
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 10.0  # the webhook must answer within seconds; Replicate answers faster
+RETRY_DELAYS_SECONDS = (0.25, 0.75, 1.5)  # bounded: the caller's API request must still finish
+MAX_DOWNLOAD_BYTES = 30 * 1024 * 1024
+
+
+class ReplicateRejected(Exception):
+    """Replicate answered a 4xx other than 429: retrying will not help."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        super().__init__(f"Replicate answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class ReplicateGateway:
+    def __init__(self, api_token: str, base_url: str, *, sleep: Callable[[float], None] = time.sleep,
+                 retry_delays: tuple[float, ...] = RETRY_DELAYS_SECONDS) -> None:
+        self._api_token = api_token
+        self._base_url = base_url.rstrip("/")
+        self._client: replicate.Client | None = None
+        self._sleep = sleep
+        self._retry_delays = retry_delays
+
+    @property
+    def client(self) -> replicate.Client:
+        if self._client is None:
+            import httpx
+            import replicate
+
+            self._client = replicate.Client(
+                api_token=self._api_token, base_url=self._base_url,
+                timeout=httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS))
+        return self._client
+
+    # --- predictions -----------------------------------------------------------------------------
+    def create_prediction(self, version: VersionRef, input: dict[str, Any], webhook: str) -> ReplicatePrediction:
+        """Create a prediction pinned to exactly `version` (R1), never to a model's latest."""
+        prediction = self._post(lambda: self.client.predictions.create(
+            version=version.ref, input=input, webhook=webhook, webhook_events_filter=["completed"]))
+        return ReplicatePrediction(id=prediction.id, status=prediction.status, version=version.id)
+
+    def get_prediction(self, prediction_id: str) -> ReplicatePrediction:
+        response = self._call(lambda: self.client._request("GET", f"/v1/predictions/{prediction_id}"))
+        return ReplicatePrediction.model_validate(response.json())
+
+    def cancel_prediction(self, prediction_id: str) -> None:
+        self._call(lambda: self.client._request("POST", f"/v1/predictions/{prediction_id}/cancel"))
+
+    # --- trainings and models --------------------------------------------------------------------
+    def get_training(self, training_id: str) -> ReplicateTraining:
+        response = self._call(lambda: self.client._request("GET", f"/v1/trainings/{training_id}"))
+        return ReplicateTraining.model_validate(response.json())
+
+    def create_training(self, *, trainer_model: str, trainer_version: str, destination: ModelName,
+                        input: dict[str, Any], webhook: str) -> ReplicateTraining:
+        training = self._post(lambda: self.client.trainings.create(
+            model=trainer_model, version=trainer_version, input=input, destination=str(destination),
+            webhook=webhook, webhook_events_filter=["completed"]))
+        return ReplicateTraining.model_validate({"id": training.id, "status": training.status,
+                                                 "model": training.model, "version": training.version})
+
+    def cancel_training(self, training_id: str) -> None:
+        self._call(lambda: self.client._request("POST", f"/v1/trainings/{training_id}/cancel"))
+
+    def model_exists(self, model: ModelName) -> bool:
+        try:
+            self._call(lambda: self.client._request("GET", f"/v1/models/{model.owner}/{model.name}"))
+        except ReplicateRejected as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def create_model(self, model: ModelName, *, hardware: str = "gpu-h100", description: str = "") -> None:
+        self._post(lambda: self.client.models.create(owner=model.owner, name=model.name, visibility="private",
+                                                     hardware=hardware, description=description))
+
+    def latest_version_id(self, model: ModelName) -> str | None:
+        response = self._call(lambda: self.client._request("GET", f"/v1/models/{model.owner}/{model.name}"))
+        latest = response.json().get("latest_version") or {}
+        return latest.get("id") if isinstance(latest, dict) else None
+
+    def download(self, url: str) -> tuple[bytes, str]:
+        """Fetch a prediction output before Replicate deletes it (outputs live for an hour)."""
+        import httpx
+
+        try:
+            with httpx.stream("GET", url, timeout=READ_TIMEOUT_SECONDS, follow_redirects=True) as response:
+                response.raise_for_status()
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_DOWNLOAD_BYTES:
+                        raise UpstreamUnavailable(f"output {url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks), response.headers.get("content-type", "application/octet-stream")
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"could not download output {url}: {exc}") from exc
+
+    # --- error handling --------------------------------------------------------------------------
+    def _post(self, send: Callable[[], T]) -> T:
+        """A create call: retried only when Replicate refused it or it never left this machine."""
+        import httpx
+        from replicate.exceptions import ReplicateError
+
+        for delay in (*self._retry_delays, None):
+            try:
+                return send()
+            except ReplicateError as exc:
+                if exc.status != 429 and (exc.status is None or exc.status < 500):
+                    raise ReplicateRejected(exc.status, exc.detail or str(exc)) from exc
+                if exc.status != 429 or delay is None:  # a 5xx may have created it: don't repeat
+                    raise UpstreamUnavailable(f"Replicate answered {exc.status}: {exc.detail}",
+                                              retry_after_seconds=10) from exc
+            except httpx.ConnectError as exc:
+                if delay is None:
+                    raise UpstreamUnavailable(f"Replicate is unreachable: {exc}", retry_after_seconds=10) from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamUnavailable(f"Replicate did not answer: {exc}", retry_after_seconds=10) from exc
+            self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _call(send: Callable[[], T]) -> T:
+        """A read (the client's transport already retries GETs on 429/503/504)."""
+        import httpx
+        from replicate.exceptions import ReplicateError
+
+        try:
+            return send()
+        except ReplicateError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                raise ReplicateRejected(exc.status, exc.detail or str(exc)) from exc
+            raise UpstreamUnavailable(f"Replicate answered {exc.status}: {exc.detail}") from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"Replicate did not answer: {exc}") from exc
+
+    # --- lists ---------------------------------------------------------------------------------------
+    def paged_results(self, path: str, *, max_pages: int) -> Iterator[dict[str, Any]]:
+        """The `results` of a cursor-paginated list, page after page (at most `max_pages`), newest first."""
+        from functools import partial
+
+        next_path: str | None = path
+        for _ in range(max_pages):
+            if not next_path:
+                return
+            page = self._call(partial(self.client._request, "GET", next_path)).json()
+            yield from (item for item in page.get("results", []) if isinstance(item, dict))
+            next_url = page.get("next")
+            next_path = next_url.split(self._base_url, 1)[-1] if next_url else None

@@ -1,0 +1,92 @@
+"""Configuration read from the environment once, at cold start, and validated.
+
+A misconfigured function fails at once with the name of the missing variable, not on the first
+request. Secrets are not here: they come from Secrets Manager (`lorapin.adapters.secrets`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lorapin.domain.versions import ModelName, is_version_id
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    models_table: str = Field(alias="MODELS_TABLE_NAME", min_length=3)
+    trainings_table: str = Field(alias="TRAININGS_TABLE_NAME", min_length=3)
+    versions_table: str = Field(alias="VERSIONS_TABLE_NAME", min_length=3)
+    generations_table: str = Field(alias="GENERATIONS_TABLE_NAME", min_length=3)
+    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=3)
+    event_bus: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+    media_bucket: str = Field(alias="MEDIA_BUCKET_NAME", min_length=3)
+    replicate_secret_arn: str = Field(alias="REPLICATE_SECRET_ARN", min_length=1)
+    replicate_base_url: str = Field(alias="REPLICATE_BASE_URL", default="https://api.replicate.com")
+    replicate_owner: str = Field(alias="REPLICATE_OWNER", min_length=1)
+    trainer_model: str = Field(alias="TRAINER_MODEL", default="ostris/flux-dev-lora-trainer")
+    trainer_version: str = Field(alias="TRAINER_VERSION")
+    public_api_url: str = Field(alias="PUBLIC_API_URL", default="")
+    api_url_parameter: str = Field(alias="API_URL_PARAMETER", default="")
+    training_params_overrides: dict[str, Any] = Field(alias="TRAINING_PARAMS_OVERRIDES", default_factory=dict)
+    aws_endpoint_url: str | None = Field(alias="AWS_ENDPOINT_URL", default=None)
+    aws_region: str = Field(alias="AWS_REGION", default="us-east-1")
+
+    @field_validator("trainer_model")
+    @classmethod
+    def _trainer_model(cls, value: str) -> str:
+        ModelName.parse(value)
+        return value
+
+    @field_validator("trainer_version")
+    @classmethod
+    def _trainer_version(cls, value: str) -> str:
+        if not is_version_id(value):
+            raise ValueError("TRAINER_VERSION must be a 64-character version id")
+        return value
+
+    @field_validator("training_params_overrides", mode="before")
+    @classmethod
+    def _overrides(cls, value: Any) -> Any:
+        """Checked at cold start against the trainer's inputs, not at the first training."""
+        from lorapin.domain.training_params import InvalidTrainingParams, check_trainer_inputs
+
+        if isinstance(value, str):
+            value = json.loads(value or "{}")
+        if not isinstance(value, dict):
+            raise ValueError("TRAINING_PARAMS_OVERRIDES must be a JSON object")
+        try:
+            check_trainer_inputs(value)
+        except InvalidTrainingParams as exc:
+            raise ValueError(exc.message) from exc
+        return value
+
+    @field_validator("public_api_url")
+    @classmethod
+    def _public_api_url(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        env.setdefault("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1"))
+        present = {key: value for key, value in env.items() if key in _ALIASES}
+        try:
+            return cls.model_validate(present)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise RuntimeError(f"lorapin is misconfigured: {problems}") from exc
+
+
+_ALIASES = {field.alias for field in Settings.model_fields.values() if field.alias}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cold start). Tests call `get_settings.cache_clear()`."""
+    return Settings.from_env()

@@ -1,0 +1,126 @@
+"""The completion decision: a finished training and what we have stored → what to do.
+
+One pure function, used by the training webhook and by the reconciler alike (SPEC §2), so that a
+lost webhook recovered by polling is handled exactly like a delivered one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from lorapin.domain.errors import InvalidVersionRef
+from lorapin.domain.replicate_objects import ReplicateTraining
+from lorapin.domain.statuses import TrainingStatus
+from lorapin.domain.versions import VersionRef, parse_training_output_version
+
+
+class Outcome(StrEnum):
+    """What a webhook delivery answers (SPEC §4)."""
+
+    ACTIVATED = "activated"
+    RECORDED = "recorded"
+    IGNORED_STALE = "ignored_stale"
+    DUPLICATE = "duplicate"
+    IGNORED_UNKNOWN = "ignored_unknown"
+
+
+class Action(StrEnum):
+    ACTIVATE = "activate"
+    RECORD_STALE_SUCCESS = "record_stale_success"
+    RECORD_FAILURE = "record_failure"
+    RECORD_PROGRESS = "record_progress"
+    DUPLICATE = "duplicate"
+    UNKNOWN = "unknown"
+    REJECT = "reject"
+
+
+_OUTCOME_OF_ACTION = {
+    Action.ACTIVATE: Outcome.ACTIVATED,
+    Action.RECORD_STALE_SUCCESS: Outcome.IGNORED_STALE,
+    Action.RECORD_FAILURE: Outcome.RECORDED,
+    Action.RECORD_PROGRESS: Outcome.RECORDED,
+    Action.DUPLICATE: Outcome.DUPLICATE,
+    Action.UNKNOWN: Outcome.IGNORED_UNKNOWN,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTraining:
+    """What the decision needs to know about our own record of a training."""
+
+    training_id: str
+    replicate_training_id: str | None
+    seq: int
+    destination: str
+    trainer_version: str | None
+    status: str
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredModel:
+    applied_seq: int
+    current_version_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionDecision:
+    action: Action
+    reason: str
+    version: VersionRef | None = None
+    status: str | None = None
+    error: str | None = None
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """The webhook outcome; None for a rejection, which answers 400."""
+        return _OUTCOME_OF_ACTION.get(self.action)
+
+
+FINISHED = (TrainingStatus.SUCCEEDED, *TrainingStatus.failures())
+
+
+def decide_completion(
+    training: ReplicateTraining, stored: StoredTraining | None, model: StoredModel | None
+) -> CompletionDecision:
+    """Decide what a training object means for the stored state. Never performs I/O."""
+    if stored is None or model is None:
+        return CompletionDecision(Action.UNKNOWN, "no training of ours has this id")
+    if stored.replicate_training_id != training.id:
+        return CompletionDecision(Action.UNKNOWN, "the training id does not match our record")
+
+    status = training.normalised_status
+    if not training.is_terminal:
+        if stored.status in FINISHED:
+            return CompletionDecision(Action.DUPLICATE, "progress report after the training finished")
+        return CompletionDecision(Action.RECORD_PROGRESS, f"training is {status}", status=status)
+
+    if status == TrainingStatus.SUCCEEDED:
+        return _decide_success(training, stored, model)
+    if stored.status in FINISHED:
+        return CompletionDecision(Action.DUPLICATE, f"training already recorded as {stored.status}",
+                                  status=stored.status)
+    return CompletionDecision(Action.RECORD_FAILURE, f"training {training.status}", status=status,
+                              error=training.error_message)
+
+
+def _decide_success(
+    training: ReplicateTraining, stored: StoredTraining, model: StoredModel
+) -> CompletionDecision:
+    try:
+        version = parse_training_output_version(
+            training.output, destination=stored.destination, trainer_version_id=stored.trainer_version
+        )
+    except InvalidVersionRef as exc:
+        return CompletionDecision(Action.REJECT, f"unusable output.version: {exc}")
+    if stored.status == TrainingStatus.SUCCEEDED:
+        if stored.version_id == version.id:
+            return CompletionDecision(Action.DUPLICATE, "this version was already recorded", version=version,
+                                      status=TrainingStatus.SUCCEEDED)
+        return CompletionDecision(Action.REJECT, "a different version was already recorded for this training")
+    if stored.status in TrainingStatus.failures() or stored.seq <= model.applied_seq:
+        return CompletionDecision(Action.RECORD_STALE_SUCCESS, "a newer training (or a rollback) already applies",
+                                  version=version, status=TrainingStatus.SUCCEEDED)
+    return CompletionDecision(Action.ACTIVATE, "newest successful training", version=version,
+                              status=TrainingStatus.SUCCEEDED)

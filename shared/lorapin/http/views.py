@@ -1,0 +1,79 @@
+"""The JSON shapes the API answers with (SPEC §4 `Training`, `Model`, `Generation`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lorapin.adapters.tables import GenerationItem, ModelItem, TrainingItem, VersionInfo, VersionItem
+from lorapin.domain.statuses import ActivationReason
+
+
+def training_view(item: TrainingItem) -> dict[str, Any]:
+    return {
+        "id": item.training_id,
+        "replicate_training_id": item.replicate_training_id,
+        "status": item.status,
+        "seq": int(item.seq),
+        "mode": item.mode,
+        "image_count": int(item.image_count or 0),
+        "trigger_word": item.trigger_word,
+        "destination": item.destination,
+        "params": item.params or {},
+        "version_id": item.version_id,
+        "error": item.error,
+        "created_at": item.created_at,
+        "completed_at": item.completed_at,
+    }
+
+
+def current_version_view(info: VersionInfo | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return {
+        "id": info.id,
+        "ref": info.ref,
+        "trigger_word": info.trigger_word,
+        "training_id": info.training_id,
+        "seq": int(info.seq),
+        "activated_at": info.activated_at,
+        "reason": info.reason,
+    }
+
+
+def model_view(model: ModelItem, versions: list[VersionItem]) -> dict[str, Any]:
+    current = model.current_version
+    return {
+        "destination": model.destination,
+        "trigger_word": model.trigger_word,
+        "status": model.status,
+        "current_version": current_version_view(current),
+        "versions": [
+            {
+                "id": v.version_id,
+                "ref": v.ref,
+                "trigger_word": v.trigger_word,
+                "training_id": v.training_id,
+                "seq": int(v.seq),
+                "activated_at": current.activated_at if current and current.id == v.version_id else v.created_at,
+                "reason": current.reason if current and current.id == v.version_id else ActivationReason.TRAINING,
+                "image_count": int(v.image_count or 0),
+                "active": bool(current and current.id == v.version_id),
+            }
+            for v in versions
+        ],
+    }
+
+
+def generation_view(item: GenerationItem, url_for: Callable[[str], str]) -> dict[str, Any]:
+    return {
+        "id": item.generation_id,
+        "status": item.status,
+        "prompt": item.prompt,
+        "model_version_ref": item.model_version_ref,
+        "replicate_prediction_id": item.replicate_prediction_id,
+        "outputs": [url_for(str(key)) for key in (item.output_keys or [])],
+        "error": item.error,
+        "created_at": item.created_at,
+        "completed_at": item.completed_at,
+    }

@@ -1,0 +1,171 @@
+"""Generations: every prediction is pinned to the model's current version, read at request time
+(R1), with the trigger word that version was trained with (R4). A generation asked for while the
+first training runs waits, and the `ModelVersionActivated` consumer releases it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lorapin.adapters.media import MediaStore, extension_for, generation_output_key
+from lorapin.adapters.replicate_gateway import ReplicateGateway, ReplicateRejected
+from lorapin.adapters.repository import Repository
+from lorapin.adapters.tables import ACTIVE_SHARD, GenerationItem, VersionInfo
+from lorapin.domain.clock import new_id, now_iso
+from lorapin.domain.completion import Outcome
+from lorapin.domain.errors import (
+    GenerationNotFound,
+    NoModelToGenerateWith,
+    NotYetRecorded,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from lorapin.domain.prompts import ensure_trigger_word
+from lorapin.domain.replicate_objects import ReplicatePrediction
+from lorapin.domain.statuses import GenerationStatus
+from lorapin.domain.versions import VersionRef
+from lorapin.observability import milliseconds
+
+AspectRatio = Literal["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
+
+
+class GenerationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=2000)
+    num_outputs: int = Field(default=1, ge=1, le=4)
+    aspect_ratio: AspectRatio = "1:1"
+
+
+class Generations:
+    def __init__(self, repository: Repository, replicate: Callable[[], ReplicateGateway],
+                 media: Callable[[], MediaStore], webhook_url: Callable[[str], str]) -> None:
+        self._repository = repository
+        self._replicate = replicate
+        self._media = media
+        self._webhook_url = webhook_url
+
+    # --- the API ---------------------------------------------------------------------------------
+    def request(self, user_id: str, request: GenerationRequest) -> GenerationItem:
+        model = self._repository.get_model(user_id)  # strongly consistent (R1)
+        if model is None:
+            raise NoModelToGenerateWith("No model yet: start a training first.")
+        generation = GenerationItem(new_id("gen"), user_id=user_id, request=request.model_dump(),
+                                    prompt=request.prompt, created_at=now_iso())
+        if model.current_version is not None:
+            return self._start(generation, model.current_version)
+        if not model.in_flight_training_id:
+            raise NoModelToGenerateWith("Your model has no version: its training failed. Start a new training.")
+        generation.status = GenerationStatus.WAITING_FOR_MODEL
+        generation.waiting_user_id = user_id
+        generation.active_shard = ACTIVE_SHARD
+        self._repository.put_generation(generation)
+        # The first version may have been activated between our read and our write, and its event
+        # consumer may have looked for waiting generations before ours existed: check once more.
+        model = self._repository.get_model(user_id)
+        if model is not None and model.current_version is not None:
+            self._release_one(generation, model.current_version)
+        return self._repository.get_generation(generation.generation_id) or generation
+
+    def get(self, user_id: str, generation_id: str) -> GenerationItem:
+        generation = self._repository.get_generation(generation_id)
+        if generation is None or generation.user_id != user_id:  # I7: same answer as "absent"
+            raise GenerationNotFound()
+        return generation
+
+    # --- the ModelVersionActivated consumer ------------------------------------------------------
+    def release_waiting(self, user_id: str, version_id: str) -> int:
+        """Start every generation of `user_id` waiting for a model, if `version_id` is still current.
+
+        Safe under duplicate events: each generation is claimed by a conditional write.
+        """
+        model = self._repository.get_model(user_id)
+        if model is None or model.current_version is None or model.current_version.id != version_id:
+            return 0
+        released, retry_later = 0, []
+        for generation in self._repository.waiting_generations(user_id):
+            try:
+                released += self._release_one(generation, model.current_version)
+            except UpstreamUnavailable as exc:
+                retry_later.append(f"{generation.generation_id}: {exc.message}")
+        if retry_later:
+            raise UpstreamUnavailable(f"could not release {len(retry_later)} generation(s): {retry_later}")
+        return released
+
+    def _release_one(self, generation: GenerationItem, version: VersionInfo) -> int:
+        prompt = ensure_trigger_word(generation.request["prompt"], version.trigger_word)
+        if not self._repository.claim_waiting_generation(generation, version_ref=version.ref, prompt=prompt):
+            return 0
+        try:
+            self._submit(generation, version.ref)
+        except UpstreamUnavailable:
+            self._repository.return_to_waiting(generation)
+            raise
+        return 1
+
+    # --- creating the prediction -----------------------------------------------------------------
+    def _start(self, generation: GenerationItem, version: VersionInfo) -> GenerationItem:
+        generation.status = GenerationStatus.STARTING
+        generation.model_version_ref = version.ref
+        generation.prompt = ensure_trigger_word(generation.request["prompt"], version.trigger_word)
+        generation.active_shard = ACTIVE_SHARD
+        self._repository.put_generation(generation)  # before the call, so its webhook finds it
+        try:
+            self._submit(generation, version.ref)
+        except UpstreamUnavailable as exc:
+            self._repository.fail_generation(generation, error=exc.message, completed_at=now_iso())
+            raise
+        return generation
+
+    def _submit(self, generation: GenerationItem, version_ref: str) -> None:
+        request = generation.request
+        inputs = {"prompt": generation.prompt, "num_outputs": request["num_outputs"],
+                  "aspect_ratio": request["aspect_ratio"], "output_format": "png"}
+        try:
+            prediction = self._replicate().create_prediction(
+                VersionRef.parse(version_ref), inputs, self._webhook_url(generation.generation_id))
+        except ReplicateRejected as exc:
+            self._repository.fail_generation(generation, error=exc.detail, completed_at=now_iso())
+            raise UpstreamRejected(f"Replicate refused the prediction: {exc.detail}") from exc
+        status = prediction.normalised_status if not prediction.is_terminal else GenerationStatus.PROCESSING
+        self._repository.attach_prediction(generation, prediction.id, status)
+
+    # --- the prediction webhook ------------------------------------------------------------------
+    def complete_prediction(self, prediction: ReplicatePrediction, generation_id: str | None) -> Outcome:
+        generation = self._repository.get_generation(generation_id) if generation_id else None
+        if generation is None:
+            return Outcome.IGNORED_UNKNOWN
+        if generation.replicate_prediction_id is None and generation.status == GenerationStatus.STARTING:
+            raise NotYetRecorded(f"Generation {generation.generation_id} is still being created; deliver again.")
+        if generation.replicate_prediction_id != prediction.id:
+            return Outcome.IGNORED_UNKNOWN
+        if generation.status in GenerationStatus.terminal():
+            return Outcome.DUPLICATE
+        if not prediction.is_terminal:
+            return Outcome.RECORDED
+        status = prediction.normalised_status
+        succeeded = status == GenerationStatus.SUCCEEDED
+        keys = self._copy_outputs(generation, prediction) if succeeded else []
+        error = None if succeeded else prediction.error_message
+        completed_at = now_iso()
+        recorded = self._repository.complete_generation(generation, status=status, output_keys=keys, error=error,
+                                                        completed_at=completed_at)
+        if recorded:
+            seconds = (datetime.fromisoformat(completed_at) - datetime.fromisoformat(generation.created_at))
+            milliseconds(f"Generation{status.title()}Latency", seconds.total_seconds() * 1000)
+        return Outcome.RECORDED if recorded else Outcome.DUPLICATE
+
+    def _copy_outputs(self, generation: GenerationItem, prediction: ReplicatePrediction) -> list[str]:
+        """Replicate deletes outputs after an hour: keep our own copies before saying `succeeded`."""
+        keys = []
+        for index, url in enumerate(prediction.output_urls):
+            data, content_type = self._replicate().download(url)
+            key = generation_output_key(generation.user_id, generation.generation_id, index,
+                                        extension_for(content_type, url))
+            self._media().put(key, data, content_type)
+            keys.append(key)
+        return keys
+

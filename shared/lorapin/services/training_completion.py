@@ -1,0 +1,127 @@
+"""Apply a finished (or progressing) training to the stored state: the webhook's and the
+reconciler's shared path. Decide (pure) → guarded write → event → free the training slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lorapin.adapters.event_bus import EventPublisher
+from lorapin.adapters.outbox import Outbox
+from lorapin.adapters.repository import GuardRejected, Repository
+from lorapin.adapters.tables import ModelItem, TrainingItem
+from lorapin.domain.clock import now_iso
+from lorapin.domain.completion import (
+    Action,
+    CompletionDecision,
+    Outcome,
+    StoredModel,
+    StoredTraining,
+    decide_completion,
+)
+from lorapin.domain.errors import InvalidOutputVersion, NotYetRecorded
+from lorapin.domain.events import ModelVersionActivated, TrainingFailed
+from lorapin.domain.replicate_objects import ReplicateTraining
+from lorapin.domain.statuses import ActivationReason, TrainingStatus
+from lorapin.observability import count, logger
+
+MAX_ATTEMPTS = 3  # a lost guard means someone else moved the state: re-read and decide again
+
+
+class StateKeptChanging(RuntimeError):
+    """Every attempt lost its guard: the state changed under each decision (a retry will decide again)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionResult:
+    outcome: Outcome
+    decision: CompletionDecision
+    user_id: str | None = None
+    training_id: str | None = None
+
+
+def stored_training(item: TrainingItem) -> StoredTraining:
+    return StoredTraining(training_id=item.training_id, replicate_training_id=item.replicate_training_id,
+                          seq=int(item.seq), destination=item.destination, trainer_version=item.trainer_version,
+                          status=item.status, version_id=item.version_id)
+
+
+def stored_model(item: ModelItem) -> StoredModel:
+    current = item.current_version.id if item.current_version else None
+    return StoredModel(applied_seq=int(item.applied_seq or 0), current_version_id=current)
+
+
+class TrainingCompletion:
+    def __init__(self, repository: Repository, publisher: EventPublisher) -> None:
+        self._repository = repository
+        self.outbox = Outbox(publisher)
+
+    def apply(self, training: ReplicateTraining, *, training_id_hint: str | None = None) -> CompletionResult:
+        for _ in range(MAX_ATTEMPTS):
+            record = self._find(training, training_id_hint)
+            model = self._repository.get_model(record.user_id) if record else None
+            decision = decide_completion(training, stored_training(record) if record else None,
+                                         stored_model(model) if model else None)
+            if decision.action is Action.REJECT:
+                count("RejectedVersions")
+                logger.error("training output rejected", extra={"replicate_training_id": training.id,
+                                                                "reason": decision.reason})
+                raise InvalidOutputVersion(decision.reason)
+            outcome = decision.outcome
+            # UNKNOWN must stop here: the record found through an unsigned hint is not this training's.
+            if record is None or model is None or outcome is None or decision.action is Action.UNKNOWN:
+                return CompletionResult(Outcome.IGNORED_UNKNOWN, decision)
+            try:
+                self._act(decision, record, model)
+            except GuardRejected:
+                continue
+            return CompletionResult(outcome, decision, record.user_id, record.training_id)
+        raise StateKeptChanging(f"training {training.id}: state kept changing under {MAX_ATTEMPTS} attempts")
+
+    def _find(self, training: ReplicateTraining, hint: str | None) -> TrainingItem | None:
+        record = self._repository.get_training(hint) if hint else None
+        if record is None or (record.replicate_training_id and record.replicate_training_id != training.id):
+            # The query string is not signed; the signed body says which training this is.
+            record = self._repository.find_training_by_replicate_id(training.id)
+        if (record is not None and record.replicate_training_id is None
+                and record.status == TrainingStatus.STARTING):
+            raise NotYetRecorded(f"Training {record.training_id} is still being created; deliver again.")
+        return record
+
+    def _act(self, decision: CompletionDecision, record: TrainingItem, model: ModelItem) -> None:
+        now = now_iso()
+        if decision.action is Action.ACTIVATE:
+            assert decision.version is not None
+            event = ModelVersionActivated(
+                user_id=record.user_id, destination=record.destination, version_id=decision.version.id,
+                version_ref=decision.version.ref, trigger_word=record.trigger_word,
+                training_id=record.training_id, seq=int(record.seq),
+                previous_version_id=model.current_version.id if model.current_version else None,
+                reason=ActivationReason.TRAINING, activated_at=now)
+            outbox = self._repository.apply_activation(record, decision.version, event,
+                                                       in_flight=model.in_flight_training_id)
+            # leased to us by that write: no need to read it back
+            self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
+            return
+        if decision.action is Action.RECORD_STALE_SUCCESS:
+            assert decision.version is not None
+            self._repository.record_stale_success(record, decision.version, completed_at=now)
+        elif decision.action is Action.RECORD_FAILURE:
+            failed = TrainingFailed(user_id=record.user_id, training_id=record.training_id,
+                                    status=decision.status or TrainingStatus.FAILED, error=decision.error,
+                                    current_version_id=model.current_version.id if model.current_version else None)
+            outbox = self._repository.record_failure(record, failed, completed_at=now)
+            # Free the slot before publishing: if the bus is down the user can still train again.
+            self._repository.settle_model_after_training(record.user_id, record.training_id)
+            self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
+            return
+        elif decision.action is Action.RECORD_PROGRESS:
+            self._repository.record_progress(record, decision.status or TrainingStatus.PROCESSING)
+            return
+        elif decision.action is Action.DUPLICATE and record.pending_event:
+            # An earlier delivery committed the state but could not publish: finish its job (I5).
+            self.publish_pending(record)
+        self._repository.settle_model_after_training(record.user_id, record.training_id)
+
+    def publish_pending(self, record: TrainingItem) -> bool:
+        """Publish the event stored with the training's last state change, if nobody else is (I5)."""
+        return self.outbox.publish_pending(TrainingItem(record.training_id))
