@@ -2,7 +2,7 @@
 #   make demo   run the retraining story on the embedded local stack
 #   make test   lint, type-check, template checks and every test
 #   make run    the local stack, serving until Ctrl-C
-#   make bench  the performance table (SPEC §10)
+#   make bench  the performance table (REQUIREMENTS §10)
 
 PYTHON ?= python3
 VENV := .venv

@@ -1,1 +1,1 @@
-"""`make bench`: the performance table of SPEC §10, each figure beside its floor from the same run."""
+"""`make bench`: the performance table of REQUIREMENTS §10, each figure beside its floor from the same run."""

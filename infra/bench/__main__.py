@@ -1,4 +1,4 @@
-"""`python -m infra.bench [--quick]`: start a fresh local stack, measure, print one table (SPEC §10).
+"""`python -m infra.bench [--quick]`: start a fresh local stack, measure, print one table (REQUIREMENTS §10).
 
 Exits 0 when a ratio target is missed (that is a measurement) and 1 when correctness fails:
 a wrong current version, a lost or duplicated event, an accepted forgery, a misrouted delivery.

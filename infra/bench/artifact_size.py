@@ -1,4 +1,4 @@
-"""Deployment artifact sizes (SPEC §10: each function ≤ 5 MB zipped, boto3 excluded).
+"""Deployment artifact sizes (REQUIREMENTS §10: each function ≤ 5 MB zipped, boto3 excluded).
 
 A function deploys as its code directory (with the wheels of its own requirements.txt, if any)
 plus the shared layer (the wheels of `shared/requirements.txt` and `shared/lorapin`), built the

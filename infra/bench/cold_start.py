@@ -1,4 +1,4 @@
-"""§10 cold start: each handler module imported the way Lambda (and `load_handler`) does, in a fresh
+"""REQUIREMENTS §10 cold start: each handler module imported the way Lambda (and `load_handler`) does, in a fresh
 interpreter with the function's template environment, against a bare `import boto3`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""§10 webhook handling: signed training-success deliveries through the local HTTP API, each taking
+"""REQUIREMENTS §10 webhook handling: signed training-success deliveries through the local HTTP API, each taking
 the full path (signature → idempotency record → guarded transaction → PutEvents → outbox cleared →
 slot freed → idempotency record completed), against a bare UpdateItem + PutEvents with boto3 on
 the same moto server. One of each in turn, so both see the same machine."""

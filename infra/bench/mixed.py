@@ -1,4 +1,4 @@
-"""§10 correctness under load: mixed webhooks (new versions across many users, duplicates, late
+"""REQUIREMENTS §10 correctness under load: mixed webhooks (new versions across many users, duplicates, late
 deliveries, forgeries) from concurrent senders; then wrong current versions, lost events, forged
 answers and throughput.
 

@@ -1,4 +1,4 @@
-"""§10 Replicate API calls per completed training, from the emulator's own log (`GET /_emulator/calls`),
+"""REQUIREMENTS §10 Replicate API calls per completed training, from the emulator's own log (`GET /_emulator/calls`),
 for the whole story over HTTP: POST /uploads, PUT photos, POST /trainings, Replicate trains and
 sends its webhook, the version becomes current. A first training, then a retrain (merge)."""
 

@@ -1,4 +1,4 @@
-"""A local emulator of the part of Replicate's HTTP API that lorapin uses (SPEC §7).
+"""A local emulator of the part of Replicate's HTTP API that lorapin uses (REQUIREMENTS §7).
 
 It speaks what the real `replicate` client expects (models, versions, trainings, predictions,
 the webhook signing secret), runs trainings and predictions on timers, creates a new 64-hex version

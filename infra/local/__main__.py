@@ -1,4 +1,4 @@
-"""`python -m infra.local up|token|demo|invoke` — the embedded local stack (SPEC §7)."""
+"""`python -m infra.local up|token|demo|invoke` — the embedded local stack (REQUIREMENTS §7)."""
 
 from __future__ import annotations
 

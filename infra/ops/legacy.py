@@ -3,7 +3,7 @@
 Pure: the `lorapin backfill` command reads the file, Replicate and our tables, then hands the facts
 to `plan_backfill`. Every row ends as one `RowOutcome`, with the reasons a person can act on.
 
-The legacy rows are untrustworthy in exactly the ways SPEC §1 lists: `replicate_version_id` may be
+The legacy rows are untrustworthy in exactly the ways REQUIREMENTS §1 lists: `replicate_version_id` may be
 `owner/name:id`, a bare id, an 8-character abbreviation, the *trainer's* version, or missing, and
 `trigger_word` may not be the word the version was trained with. So the migrated current version is
 the destination's latest version on Replicate (R9), the stored value only has to be consistent with
@@ -205,7 +205,7 @@ def trainer_version_ids(trainings: list[ReplicateTraining], configured: str) -> 
 
 @dataclass(frozen=True, slots=True)
 class ExistingModel:
-    """The model lorapin already manages for a user (SPEC §4 `Model`, reduced to what a row can match)."""
+    """The model lorapin already manages for a user (REQUIREMENTS §4 `Model`, reduced to what a row can match)."""
 
     destination: str
     trigger_word: str

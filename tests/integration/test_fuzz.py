@@ -1,7 +1,7 @@
 """Hypothesis-generated webhook deliveries and API bodies, run through the handlers in-process
 (API Gateway HTTP API payload 2.0 events, moto in-process with every resource of template.yaml).
 
-Whatever arrives: never a 5xx, every rejection is the §4 error shape with an UPPER_SNAKE code, and a
+Whatever arrives: never a 5xx, every rejection is the REQUIREMENTS §4 error shape with an UPPER_SNAKE code, and a
 rejected input writes nothing (I6): the DynamoDB tables, the bucket and the event queues read back
 exactly as before.
 """

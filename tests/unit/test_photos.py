@@ -1,4 +1,4 @@
-"""Photo rules of §6: each code, on photos Pillow makes, and the set built per mode."""
+"""Photo rules of REQUIREMENTS §6: each code, on photos Pillow makes, and the set built per mode."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ DRIFT_SHARD = "models"
 
 
 class VersionInfo(MapAttribute[str, Any]):
-    """A version as the model knows it (SPEC §4 `current_version`)."""
+    """A version as the model knows it (REQUIREMENTS §4 `current_version`)."""
 
     id = UnicodeAttribute()
     ref = UnicodeAttribute()

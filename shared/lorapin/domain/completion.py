@@ -1,6 +1,6 @@
 """The completion decision: a finished training and what we have stored → what to do.
 
-One pure function, used by the training webhook and by the reconciler alike (SPEC §2), so that a
+One pure function, used by the training webhook and by the reconciler alike (REQUIREMENTS §2), so that a
 lost webhook recovered by polling is handled exactly like a delivered one.
 """
 
@@ -16,7 +16,7 @@ from lorapin.domain.versions import VersionRef, parse_training_output_version
 
 
 class Outcome(StrEnum):
-    """What a webhook delivery answers (SPEC §4)."""
+    """What a webhook delivery answers (REQUIREMENTS §4)."""
 
     ACTIVATED = "activated"
     RECORDED = "recorded"

@@ -1,4 +1,4 @@
-"""Photo rules (§6): what makes a training set good, and guidance a person can act on.
+"""Photo rules (REQUIREMENTS §6): what makes a training set good, and guidance a person can act on.
 
 Pure functions over bytes and manifests; reading from S3 happens at the edge (training_start).
 """

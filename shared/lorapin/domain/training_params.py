@@ -1,4 +1,4 @@
-"""Trainer input from the photo count (§6): one pure function, inside the trainer's ranges.
+"""Trainer input from the photo count (REQUIREMENTS §6): one pure function, inside the trainer's ranges.
 
 Small sets over-fit quickly, so they get fewer steps and a lower rank; larger, more varied sets
 can carry more steps and capacity. The audited app sent `num_repeats`, which the trainer does

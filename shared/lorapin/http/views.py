@@ -1,4 +1,4 @@
-"""The JSON shapes the API answers with (SPEC §4 `Training`, `Model`, `Generation`)."""
+"""The JSON shapes the API answers with (REQUIREMENTS §4 `Training`, `Model`, `Generation`)."""
 
 from __future__ import annotations
 

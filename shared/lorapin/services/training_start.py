@@ -188,7 +188,7 @@ class Trainings:
         return destination
 
     def _upload_zip(self, user_id: str, training: TrainingItem, photo_set: PhotoSetResult) -> str:
-        """The trainer's input: one zip of the final photo set, built from our bucket (§6)."""
+        """The trainer's input: one zip of the final photo set, built from our bucket (REQUIREMENTS §6)."""
         media = self._media()
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
