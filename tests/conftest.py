@@ -19,5 +19,14 @@ os.environ.update({
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 import moto  # noqa: F401  - must come before any boto3 client
+import pytest
 
 pytest_plugins = ["tests.fixtures"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked by its folder (unit, integration, e2e), so `pytest -m "not e2e"` works."""
+    for item in items:
+        layer = item.path.parent.name
+        if layer in ("unit", "integration", "e2e"):
+            item.add_marker(layer)

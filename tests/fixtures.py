@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.harness import Harness
@@ -32,24 +35,29 @@ def moto_server() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def emulator() -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def world(moto_server: str) -> Iterator[Harness]:
+    """The integration world, one per test module: template resources on moto's server (a prefix
+    of its own), the emulator over HTTP, and the functions behind a local HTTP API that the
+    emulator's webhooks reach. Tests of a module share it, each with users of its own."""
     from infra.emulator import ReplicateEmulator
 
-    with ReplicateEmulator(training_seconds=0.2, prediction_seconds=0.1) as running:
-        yield running
+    with ReplicateEmulator(training_seconds=0.2, prediction_seconds=0.1) as emulator, \
+            Harness.start(moto_server, emulator, prefix=f"t{uuid.uuid4().hex[:10]}") as started:
+        yield started
 
 
 @pytest.fixture
-def harness(moto_server: str, emulator: Any) -> Iterator[Harness]:
-    """The integration world: template resources on moto's server (a fresh prefix per test), the
-    emulator over HTTP, and the functions behind a local HTTP API that the emulator's webhooks reach."""
-    with Harness.start(moto_server, emulator, prefix=f"t{uuid.uuid4().hex[:10]}") as world:
-        yield world
+def harness(world: Harness) -> Iterator[Harness]:
+    """The module's world for one test: what the test sees of calls, deliveries and events starts
+    empty, and when it ends nothing it set in motion is left running (see `Harness.end_test`)."""
+    world.begin_test()
+    yield world
+    world.end_test()
 
 
-@pytest.fixture
-def in_process_aws() -> Iterator[Any]:
+@contextlib.contextmanager
+def moto_in_process() -> Iterator[Any]:
     """moto in-process with every resource of template.yaml, and the functions' environment set."""
     from aws_lambda_powertools.utilities import parameters
     from moto import mock_aws
@@ -61,6 +69,9 @@ def in_process_aws() -> Iterator[Any]:
     saved = dict(os.environ)
     parameters.clear_caches()  # Powertools keeps one provider (and its endpoint) per process
     with mock_aws():
+        # moto drops boto3's default session on every start, and with it botocore's cache of
+        # service models: keep one for the whole run (moto patches clients of any session).
+        boto3.DEFAULT_SESSION = _shared_boto3_session()
         stack = provision(Template(), endpoint_url=None, parameters={"ReplicateOwner": "acme"},
                           secret_value={"api_token": "r8_unit", "webhook_signing_secret": UNIT_SIGNING_SECRET},
                           env_overrides={"REPLICATE_BASE_URL": "http://127.0.0.1:9"})
@@ -69,6 +80,25 @@ def in_process_aws() -> Iterator[Any]:
     parameters.clear_caches()
     os.environ.clear()
     os.environ.update(saved)
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_boto3_session() -> Any:
+    return boto3.session.Session()
+
+
+@pytest.fixture
+def in_process_aws() -> Iterator[Any]:
+    """Fresh in-process AWS for one test."""
+    with moto_in_process() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def shared_in_process_aws() -> Iterator[Any]:
+    """In-process AWS shared by a module's tests (which then use ids of their own)."""
+    with moto_in_process() as stack:
+        yield stack
 
 
 UNIT_SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -29,6 +29,49 @@ from lorapin.http.webhook_signature import sign_webhook
 @dataclass
 class Harness:
     local: LocalStack
+    _marks: tuple[int, int, int] = (0, 0, 0)  # calls, deliveries, events seen before this test
+
+    # --- one test at a time in a shared world ---------------------------------------------------
+    def begin_test(self) -> None:
+        self._marks = (len(self.emulator.api_calls()), len(self.emulator.deliveries), len(self.dispatcher.delivered))
+
+    def end_test(self) -> None:
+        """Leave nothing running for the next test: unfinished trainings and predictions are
+        canceled in the emulator, webhook deliveries finish, bus events reach their function,
+        and the emulator's knobs (timings, outcomes, faults) are back to their defaults."""
+        self.emulator.quiesce()
+        self.dispatcher.wait_drained()
+        self.emulator.reset()
+
+    def tables_snapshot(self) -> dict[str, list[str]]:
+        """Every item of every table of this world, for "nothing was written" checks."""
+        dynamodb = self.stack.client("dynamodb")
+        snapshot = {}
+        for logical_id in ("ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "IdempotencyTable"):
+            items = dynamodb.get_paginator("scan").paginate(TableName=self.name(logical_id)).build_full_result()
+            snapshot[logical_id] = sorted(json.dumps(item, sort_keys=True) for item in items["Items"])
+        return snapshot
+
+    def replicate_calls(self) -> list[dict[str, Any]]:
+        """The Replicate API calls made since this test began, oldest first."""
+        return self.emulator.api_calls()[self._marks[0]:]
+
+    def webhook_deliveries(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Webhook delivery attempts the emulator made since this test began (`kind`: training | prediction)."""
+        with self.emulator._lock:
+            made = list(self.emulator.deliveries[self._marks[1]:])
+        return [d for d in made if kind is None or d.get("kind") == kind]
+
+    def events(self, detail_type: str | None = None) -> list[dict[str, Any]]:
+        """Bus events delivered to their function since this test began."""
+        return [e for e in self.dispatcher.delivered[self._marks[2]:]
+                if detail_type is None or e.get("detail-type") == detail_type]
+
+    def quiet(self) -> None:
+        """Wait until everything set in motion so far has happened: webhook deliveries (and their
+        retries) answered, and the events they published delivered. Then "nothing more" is a fact."""
+        self.emulator.wait_idle()
+        self.dispatcher.wait_drained()
 
     @classmethod
     @contextlib.contextmanager
@@ -105,20 +148,8 @@ class Harness:
             url += "?" + event["rawQueryString"]
         return requests.post(url, data=event["body"], headers=event["headers"], timeout=30)
 
-    def queue_messages(self, queue_url: str, *, wait: float = 2.0) -> list[dict[str, Any]]:
-        sqs = self.stack.client("sqs")
-        found: list[dict[str, Any]] = []
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-            found.extend(json.loads(m["Body"]) for m in batch.get("Messages", []))
-            if found:
-                break
-            time.sleep(0.1)
-        return found
 
-
-def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05,
+def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float | None = None,
              message: str = "condition") -> Any:
     """Poll until `condition()` is truthy; fail with `message` after `timeout` seconds."""
     value = poll_until(condition, timeout=timeout, interval=interval)

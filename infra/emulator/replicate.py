@@ -73,6 +73,7 @@ class ReplicateEmulator:
         self.training_seconds = training_seconds
         self.prediction_seconds = prediction_seconds
         self.webhook_retry_delays = webhook_retry_delays
+        self._defaults = (training_seconds, prediction_seconds, webhook_retry_delays)
         self.models: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}  # model → versions, newest first
         self.trainings: dict[str, dict[str, Any]] = {}
@@ -85,6 +86,8 @@ class ReplicateEmulator:
         self._suppress = 0
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)  # notified whenever a timer or a delivery ends
+        self._busy = 0  # timer callbacks running and webhook deliveries (with their retries) under way
         self._timers: list[threading.Timer] = []
         self.add_model(*TRAINER_MODEL.split("/"), version_id=TRAINER_VERSION_ID)
         emulator = self
@@ -102,7 +105,8 @@ class ReplicateEmulator:
 
         self.server = ThreadingHTTPServer((host, port), _Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="replicate-emulator")
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True,
+                                        name="replicate-emulator")
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -115,10 +119,36 @@ class ReplicateEmulator:
         return self
 
     def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        self.quiesce()
         self.server.shutdown()
         self.server.server_close()
+
+    def quiesce(self, timeout: float = 30.0) -> None:
+        """Cancel every training and prediction not finished yet, then wait until no webhook is
+        being delivered (retries included): after this, nothing more arrives from the emulator."""
+        with self._lock:
+            timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+        self.wait_idle(timeout)
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no timer callback runs and no webhook delivery is under way."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._busy == 0, timeout=timeout):
+                raise TimeoutError(f"the emulator is still busy after {timeout}s ({self._busy} under way)")
+
+    def reset(self) -> None:
+        """Back to the behaviour it started with: timings, no queued outcomes, faults or drops."""
+        with self._lock:
+            self.training_seconds, self.prediction_seconds, self.webhook_retry_delays = self._defaults
+            self._outcomes.clear()
+            self._suppress = 0
+            self._faults.clear()
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
 
     def __enter__(self) -> ReplicateEmulator:
         return self.start()
@@ -419,7 +449,7 @@ class ReplicateEmulator:
             return _problem(404, "Not found")
         if obj["status"] not in TERMINAL:
             obj.update(status="canceled", completed_at=_now())
-            threading.Thread(target=self._notify, args=(object_id,), daemon=True).start()
+            self._in_background(self._notify, object_id)
         return 200, dict(obj), {}
 
     def _mark_processing(self, collection: str, object_id: str) -> None:
@@ -429,10 +459,40 @@ class ReplicateEmulator:
                 obj.update(status="processing", started_at=_now())
 
     def _schedule(self, seconds: float, action: Callable[..., None], *args: Any) -> None:
-        timer = threading.Timer(seconds, action, args)
+        def run() -> None:
+            with self._lock:
+                if timer not in self._timers:  # canceled by quiesce() just as it fired
+                    return
+                self._timers.remove(timer)
+                self._busy += 1
+            try:
+                action(*args)
+            finally:
+                self._done()
+
+        timer = threading.Timer(seconds, run)
         timer.daemon = True
-        self._timers.append(timer)
+        with self._lock:
+            self._timers.append(timer)
         timer.start()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def _in_background(self, target: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Run `target` on its own thread, counted as busy until it returns."""
+        with self._lock:
+            self._busy += 1
+
+        def run() -> None:
+            try:
+                target(*args, **kwargs)
+            finally:
+                self._done()
+
+        threading.Thread(target=run, daemon=True).start()
 
     # --- webhooks --------------------------------------------------------------------------------
     def _notify(self, object_id: str) -> None:
@@ -450,8 +510,7 @@ class ReplicateEmulator:
                 self.deliveries.append({"kind": private["kind"], "object_id": object_id, "url": url,
                                         "webhook_id": webhook_id, "attempt": 0, "status": "suppressed"})
                 return
-        threading.Thread(target=self._deliver, args=(url, body, webhook_id),
-                         kwargs={"kind": private["kind"], "object_id": object_id}, daemon=True).start()
+        self._in_background(self._deliver, url, body, webhook_id, kind=private["kind"], object_id=object_id)
 
     def _deliver(self, url: str, body: str, webhook_id: str, *, kind: str, object_id: str, retry: bool = True) -> None:
         delays = (0.0, *self.webhook_retry_delays) if retry else (0.0,)
@@ -509,7 +568,7 @@ class ReplicateEmulator:
         elif action.startswith("deliver-again/") and target in self._last_webhook:
             return 200, self.deliver_again(target, same_webhook_id=bool(body.get("same_webhook_id", True))), {}
         elif action.startswith("complete-training/") and target in self.trainings:
-            threading.Thread(target=self._finish_training, args=(target,), daemon=True).start()
+            self._in_background(self._finish_training, target)
         else:
             return _problem(404, f"unknown emulator action {action!r}")
         return 202, {"ok": True}, {}

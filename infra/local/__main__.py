@@ -23,10 +23,9 @@ def _up(args: argparse.Namespace) -> int:
         print("Token for a user: python -m infra.local token USER_ID   (Ctrl-C stops the stack)", flush=True)
         try:
             stack.serve_forever()
-        except KeyboardInterrupt:
-            pass
         finally:
             state_file().unlink(missing_ok=True)
+        print("Stopping the local stack.", flush=True)
     return 0
 
 

@@ -54,8 +54,13 @@ def provision(template: Template, *, endpoint_url: str | None, region: str = "us
               prefix: str = "lorapin-local", parameters: dict[str, Any] | None = None,
               secret_value: dict[str, str] | None = None, env_overrides: dict[str, str] | None = None,
               api_url: str = "http://127.0.0.1:3000") -> LocalAwsStack:
+    clients: dict[str, Any] = {}
+
     def client(service: str) -> Any:
-        return boto3.client(service, region_name=region, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+        if service not in clients:
+            clients[service] = boto3.client(service, region_name=region,  # type: ignore[call-overload]
+                                            endpoint_url=endpoint_url)
+        return clients[service]
 
     params = {**template.parameter_defaults(), **(parameters or {})}
     pseudo = {"AWS::Region": region, "AWS::AccountId": ACCOUNT_ID, "AWS::URLSuffix": "amazonaws.com",

@@ -64,7 +64,7 @@ class Demo:
             raise StepFailed(message)
 
     def wait(self, condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-        value = poll_until(condition, timeout=timeout, interval=0.1)
+        value = poll_until(condition, timeout=timeout)
         self.expect(bool(value), f"timed out waiting for {what}")
         return value
 

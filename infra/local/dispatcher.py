@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 from infra.local.aws_stack import LocalAwsStack, RuleDelivery
@@ -21,6 +22,8 @@ class EventDispatcher:
         self._visibility_timeout = visibility_timeout
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._delivering = 0  # invocations under way
+        self._changed = threading.Condition()
         self.delivered: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
 
@@ -33,9 +36,9 @@ class EventDispatcher:
         return self
 
     def stop(self) -> None:
+        """Stop draining. Each thread ends when its current long poll (at most a second) returns;
+        nobody waits for that, as nothing is delivered once the flag is set."""
         self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
 
     def _drain(self, delivery: RuleDelivery) -> None:
         sqs = self._stack.client("sqs")
@@ -50,9 +53,43 @@ class EventDispatcher:
                 self._stop.wait(0.5)
                 continue
             for message in messages:
+                if self._stop.is_set():
+                    return
                 self._deliver(sqs, delivery, message)
 
+    def wait_drained(self, timeout: float = 30.0) -> None:
+        """Wait until every rule's queue is empty (no message waiting or in flight) and no
+        invocation is under way: every event published so far has reached its function."""
+        deadline = time.monotonic() + timeout
+        sqs = self._stack.client("sqs")
+        while True:
+            waiting = sum(self._queued(sqs, delivery) for delivery in self._stack.deliveries)
+            with self._changed:
+                if waiting == 0 and self._delivering == 0:
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"events still undelivered after {timeout}s ({waiting} queued)")
+                self._changed.wait(min(remaining, 0.05))  # woken at once when an invocation ends
+
+    @staticmethod
+    def _queued(sqs: Any, delivery: RuleDelivery) -> int:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=delivery.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
     def _deliver(self, sqs: Any, delivery: RuleDelivery, message: dict[str, Any]) -> None:
+        with self._changed:
+            self._delivering += 1
+        try:
+            self._invoke(sqs, delivery, message)
+        finally:
+            with self._changed:
+                self._delivering -= 1
+                self._changed.notify_all()
+
+    def _invoke(self, sqs: Any, delivery: RuleDelivery, message: dict[str, Any]) -> None:
         event = json.loads(message["Body"])
         attempts = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         try:

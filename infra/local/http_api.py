@@ -78,7 +78,8 @@ class LocalHttpApi:
 
         self.server = ThreadingHTTPServer((host, port), _Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name="local-http-api", daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="local-http-api",
+                                        daemon=True)
 
     @property
     def url(self) -> str:

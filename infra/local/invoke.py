@@ -7,6 +7,7 @@ events are re-signed with the stack's signing secret and the current time.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from infra.local.functions import LocalContext, load_handler
@@ -36,7 +37,7 @@ def invoke_function(function_id: str, event: dict[str, Any], *, aws_endpoint: st
         return _invoke(spec, env, event, secret)
     from infra.local.stack import LocalStack
 
-    with LocalStack.running(aws_endpoint=aws_endpoint) as stack:
+    with LocalStack.running(aws_endpoint=aws_endpoint, prefix=f"invoke-{uuid.uuid4().hex[:8]}") as stack:
         env = dict(stack.aws.function_env[function_id])
         if replicate_url:
             env["REPLICATE_BASE_URL"] = replicate_url

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class LocalStack:
     def running(cls, *, host: str = "127.0.0.1", port: int = 0, replicate_port: int = 0, aws_port: int = 0,
                 training_seconds: float = 2.0, prediction_seconds: float = 1.0, aws_endpoint: str | None = None,
                 emulator: Any = None, template: Template | None = None, prefix: str = "lorapin-local",
-                pool_size: int = 2, quiet: bool = False) -> Iterator[LocalStack]:
+                pool_size: int = 1, quiet: bool = False) -> Iterator[LocalStack]:
         """Start everything (or reuse a given moto endpoint / emulator) and stop it on exit.
 
         `quiet` keeps the functions' logs and metrics off stdout (for the demo's timeline).
@@ -80,4 +81,12 @@ class LocalStack:
             yield cls(aws, emulator, api, dispatcher, pools, template, aws_endpoint)
 
     def serve_forever(self) -> None:
-        threading.Event().wait()
+        """Serve until SIGINT or SIGTERM. The handlers are installed here rather than relied upon:
+        a process started from a shell script or a test runner may inherit SIGINT as ignored."""
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            stop.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -6,6 +6,8 @@ The local stack is built from this, so a change to the template changes what run
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +40,15 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_CfnLoader)
+    """The template as plain data (a fresh copy each call: callers may change it)."""
+    text = path.read_text(encoding="utf-8")
+    return copy.deepcopy(_parse(text))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(text: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = yaml.load(text, Loader=_CfnLoader)
+    return parsed
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,7 @@ def _audit(args: argparse.Namespace, runtime: Runtime) -> int:
         models = [model]
     else:
         models = sorted(repository.all_models(), key=lambda m: m.user_id)
-    replicate = ReplicateFacts(runtime.replicate)
+    replicate = ReplicateFacts(ReplicateGateway(runtime.secrets.api_token, runtime.settings.replicate_base_url))
     audits = [audit_model(_model_facts(model, repository, replicate)) for model in models]
     summary = summarise_audit(audits)
     emit(args, {"models": [a.to_dict() for a in audits], "summary": summary}, _audit_text(audits, summary))
@@ -232,7 +232,7 @@ def _backfill(args: argparse.Namespace, runtime: Runtime) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandFailed("UNREADABLE_FILE", f"cannot read {args.file}: {exc}") from exc
     settings = runtime.settings
-    replicate = ReplicateFacts(runtime.replicate)
+    replicate = ReplicateFacts(ReplicateGateway(runtime.secrets.api_token, runtime.settings.replicate_base_url))
     trainings = replicate.trainings()
     context = BackfillContext(
         owner=settings.replicate_owner, trainer_model=settings.trainer_model,

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from lorapin.adapters.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from lorapin.adapters.event_bus import EventPublisher
+    from lorapin.adapters.event_bus import EventPublisher, EventsClient
     from lorapin.adapters.media import MediaStore
-    from lorapin.adapters.replicate_gateway import ReplicateGateway
     from lorapin.adapters.repository import Repository
     from lorapin.adapters.secrets import ReplicateSecrets
     from lorapin.services.generation import Generations
     from lorapin.services.model_history import ModelHistory
+    from lorapin.services.ports import Replicate
     from lorapin.services.reconciler import Reconciler, ReconcilerLimits
     from lorapin.services.training_completion import TrainingCompletion
     from lorapin.services.training_start import Trainings
@@ -29,8 +29,15 @@ API_URL_MAX_AGE_SECONDS = 3600
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    """`settings` say where everything is. The outside world can be handed in instead of built
+    (tests give an in-memory Replicate and a recording bus); by default each client is made on
+    first use from the settings."""
+
+    def __init__(self, settings: Settings, *, replicate: Replicate | None = None,
+                 events_client: EventsClient | None = None) -> None:
         self.settings = settings
+        self._given_replicate = replicate
+        self._given_events_client = events_client
 
     # --- adapters --------------------------------------------------------------------------------
     @cached_property
@@ -43,7 +50,7 @@ class Runtime:
     def publisher(self) -> EventPublisher:
         from lorapin.adapters.event_bus import EventPublisher
 
-        return EventPublisher(self._boto_client("events"), self.settings.event_bus)
+        return EventPublisher(self._given_events_client or self._boto_client("events"), self.settings.event_bus)
 
     @property
     def secrets(self) -> ReplicateSecrets:
@@ -53,7 +60,9 @@ class Runtime:
         return load_replicate_secrets(self.settings.replicate_secret_arn)
 
     @cached_property
-    def replicate(self) -> ReplicateGateway:
+    def replicate(self) -> Replicate:
+        if self._given_replicate is not None:
+            return self._given_replicate
         from lorapin.adapters.replicate_gateway import ReplicateGateway
 
         return ReplicateGateway(self.secrets.api_token, self.settings.replicate_base_url)

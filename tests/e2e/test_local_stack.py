@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 import requests
 
 from infra.local.demo import Demo
+from infra.local.polling import poll_until
 from infra.local.template import REPO_ROOT
 from tests.fixtures import free_port
 
@@ -29,15 +29,19 @@ class RunningStack:
 
 
 def wait_for_line(log: Path, pattern: str, process: subprocess.Popen[bytes]) -> str:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
+    """The first group of the first line of the stack's output matching `pattern`, once printed."""
+
+    def printed() -> str | None:
         found = re.search(pattern, log.read_text(errors="replace"), re.MULTILINE)
         if found:
             return found.group(1)
         if process.poll() is not None:
             raise AssertionError(f"the stack exited early:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"no line matching {pattern!r} within {STARTUP_SECONDS}s")
+        return None
+
+    line: str | None = poll_until(printed, timeout=STARTUP_SECONDS)
+    assert line is not None, f"no line matching {pattern!r} within {STARTUP_SECONDS}s"
+    return line
 
 
 @pytest.fixture
@@ -89,16 +93,11 @@ def test_the_retraining_story_over_http_on_a_stack_started_with_up(running_stack
     assert all(set(call) >= {"method", "path", "status", "at"} for call in calls)
     assert sum(1 for c in calls if c["method"] == "POST" and c["path"].endswith("/trainings")) == 2
 
-    assert json.loads(stack.state.read_text())["api_url"] == stack.api  # what `invoke` and `lorapin --local` read
-    stack.process.send_signal(signal.SIGINT)
-    assert stack.process.wait(timeout=20) == 0
-    assert not stack.state.exists()
-
-
-def test_invoke_runs_a_template_function_on_a_fresh_stack_re_signing_the_sample(tmp_path: Path) -> None:
-    """`python -m infra.local invoke` is `sam local invoke` without Docker: the sample's stale
-    signature is replaced, so the handler answers (an unknown training) instead of 401."""
-    env = {**_env(), "PYTHONPATH": str(REPO_ROOT), "LORAPIN_LOCAL_STATE": str(tmp_path / "none.json")}
+    # `invoke` (sam local invoke without Docker) runs a template function against this running stack,
+    # found through its state file, re-signing the sample's stale signature: the handler answers
+    # (an unknown training) instead of 401
+    assert json.loads(stack.state.read_text())["api_url"] == stack.api
+    env = {**_env(), "PYTHONPATH": str(REPO_ROOT), "LORAPIN_LOCAL_STATE": str(stack.state)}
     webhook = subprocess.run([sys.executable, "-m", "infra.local", "invoke", "ReplicateWebhookFunction", "-e",
                               "events/training_succeeded.json"], capture_output=True, text=True, cwd=REPO_ROOT,
                              env=env, timeout=120)
@@ -110,3 +109,8 @@ def test_invoke_runs_a_template_function_on_a_fresh_stack_re_signing_the_sample(
                               "events/training_succeeded.json"], capture_output=True, text=True, cwd=REPO_ROOT,
                              env=env, timeout=120)
     assert unknown.returncode != 0 and "ReplicateWebhookFunction" in unknown.stderr
+
+    # Ctrl-C stops it cleanly, and it forgets its state file
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.process.wait(timeout=20) == 0
+    assert not stack.state.exists()

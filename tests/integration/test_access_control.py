@@ -121,6 +121,9 @@ def test_another_user_can_neither_read_nor_change_a_model_its_trainings_or_gener
         "nobody's generation": harness.call("GET", f"/generations/{generation['id']}", user="nobody"),
         "nobody's model": harness.call("GET", "/model", user="nobody"),
     }
+    # and when nobody signed in asks, API Gateway's authorizer answers before any function
+    assert harness.call("GET", f"/generations/{generation['id']}").status_code == 401
+    assert harness.call("GET", f"/trainings/{training_id}").status_code == 401
     # Then each is 404, in the error shape, and says nothing of alice's
     for what, response in reads.items():
         assert response.status_code == 404, (what, response.text)
@@ -174,43 +177,41 @@ def test_another_user_can_neither_read_nor_change_a_model_its_trainings_or_gener
 
 
 def test_photo_keys_outside_the_callers_prefix_are_refused_before_anything_is_read(harness: Harness) -> None:
-    # Given a real photo in alice's prefix, and one in bob's own
-    [alices] = upload(harness, "alice", [make_photo(1, size=512)])
-    [bobs] = upload(harness, "bob", [make_photo(2, size=512)])
+    # Given a real photo in alma's prefix, and one in bert's own
+    [almas] = upload(harness, "alma", [make_photo(1, size=512)])
+    [berts] = upload(harness, "bert", [make_photo(2, size=512)])
     bucket = harness.name("MediaBucket")
-    stored = harness.stack.client("s3").head_object(Bucket=bucket, Key=alices)
+    stored = harness.stack.client("s3").head_object(Bucket=bucket, Key=almas)
     what_s3_knows = [str(stored["ETag"]).strip('"'), str(stored["ContentLength"]), str(stored["LastModified"])]
     s3_calls = s3_operations(harness)
-    replicate_calls = len(harness.emulator.api_calls())
-    name = alices.rsplit("/", 1)[-1]
+    before = harness.tables_snapshot()
+    name = almas.rsplit("/", 1)[-1]
     attempts = [
-        [alices],  # alice's key as it is
-        [bobs, alices],  # smuggled in with one of his own
-        [f"users/bob/uploads/../../alice/uploads/{name}"],  # a walk out of his prefix
-        [f"users/bob/uploads/..%2F..%2Falice/uploads/{name}"],
-        [f"/{alices}"],
-        [f"users/bobby/uploads/{name}"],  # a prefix that merely starts like his
-        [f"users/bob/trainings/{name}"],  # his prefix, but not his uploads
-        ["users/alice/"],
+        [almas],  # alma's key as it is
+        [berts, almas],  # smuggled in with one of his own
+        [f"users/bert/uploads/../../alma/uploads/{name}"],  # a walk out of his prefix
+        [f"users/bert/uploads/..%2F..%2Falice/uploads/{name}"],
+        [f"/{almas}"],
+        [f"users/bertie/uploads/{name}"],  # a prefix that merely starts like his
+        [f"users/bert/trainings/{name}"],  # his prefix, but not his uploads
+        ["users/alma/"],
     ]
     for keys in attempts:
-        # When bob starts a training with photos that are not his uploads
-        response = harness.call("POST", "/trainings", user="bob", body={"image_keys": keys,
+        # When bert starts a training with photos that are not his uploads
+        response = harness.call("POST", "/trainings", user="bert", body={"image_keys": keys,
                                                                        "acknowledge_warnings": True})
         # Then it is 403 FORBIDDEN_IMAGE_KEY, before S3 is asked anything
         assert response.status_code == 403, (keys, response.text)
         assert error_code(response) == "FORBIDDEN_IMAGE_KEY"
         assert s3_calls == [], (keys, s3_calls)
         assert_leaks_nothing(response, what_s3_knows)
-    # and nothing was written or started: bob has no model, Replicate heard nothing
-    assert harness.repository().get_model("bob") is None
-    assert len(harness.emulator.api_calls()) == replicate_calls
-    trainings = harness.stack.client("dynamodb").scan(TableName=harness.name("TrainingsTable"))
-    assert trainings["Count"] == 0
+    # and nothing was written or started: bert has no model, Replicate heard nothing
+    assert harness.tables_snapshot() == before
+    assert harness.replicate_calls() == []
     # and the spy was live: his own key is read (and found too small to train on)
-    own = harness.call("POST", "/trainings", user="bob", body={"image_keys": [bobs]})
+    own = harness.call("POST", "/trainings", user="bert", body={"image_keys": [berts]})
     assert own.status_code == 422, own.text
-    assert ("GetObject", bobs) in s3_calls
+    assert ("GetObject", berts) in s3_calls
 
 
 # --- presigned uploads -----------------------------------------------------------------------------
@@ -235,9 +236,9 @@ def sigv2_signature(method: str, content_type: str, url: str, secret_key: str) -
 
 def test_presigned_uploads_are_one_fresh_key_each_under_the_callers_prefix_and_short_lived(
         harness: Harness) -> None:
-    # When alice asks for three PNG uploads
-    response = harness.call("POST", "/uploads", user="alice", body={"count": 3, "content_type": "image/png"})
-    # Then she gets three PUTs, each for its own fresh key under users/alice/uploads/
+    # When ada asks for three PNG uploads
+    response = harness.call("POST", "/uploads", user="ada", body={"count": 3, "content_type": "image/png"})
+    # Then she gets three PUTs, each for its own fresh key under users/ada/uploads/
     assert response.status_code == 201, response.text
     uploads = response.json()["uploads"]
     assert len(uploads) == 3
@@ -245,7 +246,7 @@ def test_presigned_uploads_are_one_fresh_key_each_under_the_callers_prefix_and_s
     bucket = harness.name("MediaBucket")
     secret_key = harness.env("TrainingApiFunction")["AWS_SECRET_ACCESS_KEY"]
     for target in uploads:
-        assert re.fullmatch(UPLOAD_KEY.format(user="alice", ext="png"), target["key"]), target["key"]
+        assert re.fullmatch(UPLOAD_KEY.format(user="ada", ext="png"), target["key"]), target["key"]
         assert target["method"] == "PUT"
         assert target["headers"] == {"Content-Type": "image/png"}
         url = target["url"]
@@ -270,24 +271,24 @@ def test_presigned_uploads_are_one_fresh_key_each_under_the_callers_prefix_and_s
     # When the count or the content type is out of bounds, no URL is handed out
     for body in ({"count": 0}, {"count": 51}, {"count": -1}, {"count": 3, "content_type": "image/gif"},
                  {"count": 1, "content_type": "text/html"}, {"count": 1, "content_type": "application/zip"},
-                 {"count": 1, "key": "users/bob/uploads/x.jpg"}, {"count": 1, "user_id": "bob"}):
-        refused = harness.call("POST", "/uploads", user="alice", body=body)
+                 {"count": 1, "key": "users/bert/uploads/x.jpg"}, {"count": 1, "user_id": "bert"}):
+        refused = harness.call("POST", "/uploads", user="ada", body=body)
         assert refused.status_code == 422, (body, refused.text)
         assert error_code(refused) == "INVALID_REQUEST"
         assert "url" not in refused.text
     # and without a token API Gateway answers before the function (401)
     assert harness.call("POST", "/uploads", body={"count": 1}).status_code == 401
-    many = harness.call("POST", "/uploads", user="alice", body={"count": 50})
+    many = harness.call("POST", "/uploads", user="ada", body={"count": 50})
     assert many.status_code == 201
-    assert all(re.fullmatch(UPLOAD_KEY.format(user="alice", ext="jpg"), u["key"]) for u in many.json()["uploads"])
+    assert all(re.fullmatch(UPLOAD_KEY.format(user="ada", ext="jpg"), u["key"]) for u in many.json()["uploads"])
 
 
 def test_a_photo_over_the_size_limit_is_refused_from_its_size_alone(harness: Harness) -> None:
     # Given an upload URL used for a file over the limit (a presigned PUT cannot bound the size)
-    [key] = upload(harness, "alice", [b"\xff\xd8\xff" + b"\0" * (MAX_IMAGE_BYTES + 1024)])
+    [key] = upload(harness, "aria", [b"\xff\xd8\xff" + b"\0" * (MAX_IMAGE_BYTES + 1024)])
     s3_calls = s3_operations(harness)
-    # When alice trains with it
-    response = harness.call("POST", "/trainings", user="alice", body={"image_keys": [key],
+    # When aria trains with it
+    response = harness.call("POST", "/trainings", user="aria", body={"image_keys": [key],
                                                                      "acknowledge_warnings": True})
     # Then the photo is refused as too large, by its size: it is never downloaded
     assert response.status_code == 422, response.text
@@ -297,7 +298,7 @@ def test_a_photo_over_the_size_limit_is_refused_from_its_size_alone(harness: Har
         {"code": f["code"], "image_key": f.get("image_key")} for f in findings]
     assert ("HeadObject", key) in s3_calls
     assert ("GetObject", key) not in s3_calls
-    assert harness.repository().get_model("alice") is None
+    assert harness.repository().get_model("aria") is None
 
 
 # --- secrets and logs --------------------------------------------------------------------------------
@@ -325,23 +326,23 @@ def test_no_secret_reaches_the_logs_of_a_full_flow(harness: Harness, capfd: pyte
         "the webhook signing secret": signing_secret,
         "the signing key inside it": signing_secret.removeprefix("whsec_"),
     }
-    tokens = {user: issue_token(user) for user in ("alice", "carol")}
+    tokens = {user: issue_token(user) for user in ("lena", "cara")}
     capfd.readouterr()  # only what follows
     function_logs.truncate(0)
     # Given a full flow through the API: uploads, a training that Replicate completes by webhook,
     # a generation that completes by webhook
-    keys = upload(harness, "alice", [make_photo(seed, size=512) for seed in range(3)])
+    keys = upload(harness, "lena", [make_photo(seed, size=512) for seed in range(3)])
     started = requests.post(f"{harness.api.url}/trainings", json={"image_keys": keys, "acknowledge_warnings": True},
-                            headers={"authorization": f"Bearer {tokens['alice']}"}, timeout=60)
+                            headers={"authorization": f"Bearer {tokens['lena']}"}, timeout=60)
     assert started.status_code == 202, started.text
     training_id = started.json()["training"]["id"]
-    wait_for(lambda: harness.call("GET", f"/trainings/{training_id}", user="alice").json()["training"]["status"]
-             == "succeeded", message="alice's training")
-    generated(harness, "alice")
+    wait_for(lambda: harness.call("GET", f"/trainings/{training_id}", user="lena").json()["training"]["status"]
+             == "succeeded", message="lena's training")
+    generated(harness, "lena")
     # and a training started the way the core pipeline tests do, a generation on it
-    trained(harness, "carol")
-    done = requests.post(f"{harness.api.url}/generations", json={"prompt": "carol at sea"},
-                         headers={"authorization": f"Bearer {tokens['carol']}"}, timeout=30)
+    trained(harness, "cara")
+    done = requests.post(f"{harness.api.url}/generations", json={"prompt": "cara at sea"},
+                         headers={"authorization": f"Bearer {tokens['cara']}"}, timeout=30)
     assert done.status_code == 202, done.text
     # and the paths that log on purpose: a forged and a stale delivery, a Replicate failure
     body = {"id": "x", "status": "succeeded"}
@@ -349,9 +350,9 @@ def test_no_secret_reaches_the_logs_of_a_full_flow(harness: Harness, capfd: pyte
     stale = harness.post_webhook("training", body, at=int(time.time()) - 3600)
     assert (forged.status_code, stale.status_code) == (401, 401)
     harness.emulator.fail_next("POST", r"^/v1/predictions$", 500, count=5)
-    failing = harness.call("POST", "/generations", user="alice", body={"prompt": "again"})
+    failing = harness.call("POST", "/generations", user="lena", body={"prompt": "again"})
     assert failing.status_code >= 500
-    time.sleep(0.5)  # let the last webhook deliveries finish logging
+    harness.quiet()  # the last webhook deliveries answered (and logged)
     captured = capfd.readouterr()
     logs = function_logs.getvalue() + captured.out + captured.err
     # Then the functions' logs were captured ...

@@ -200,7 +200,7 @@ def test_backfill_plans_applies_once_and_a_second_run_changes_nothing(
     code, audit = run(capsys, "audit")
     assert code == 0, audit
     audited = {m["user_id"]: m for m in audit["models"]}
-    assert set(audited) == {"alice", "bob", "carol", "dave", "erin", "hank"}
+    assert set(audited) >= {"alice", "bob", "carol", "dave", "erin", "hank"}
     assert audited["bob"]["trigger_word"] == "match"
     assert audited["hank"]["drift"] == "rollback"
 
@@ -252,8 +252,8 @@ def test_audit_finds_drift_a_wrong_trigger_word_and_a_foreign_version_and_accept
     assert code == 0
     assert rolled["model"]["current_version"]["id"] == eve_first
     assert rolled["model"]["current_version"]["reason"] == "rollback"
-    event = wait_for(lambda: [d for d in harness.dispatcher.delivered
-                              if d["detail-type"] == "ModelVersionActivated" and d["detail"]["reason"] == "rollback"],
+    event = wait_for(lambda: [e for e in harness.events("ModelVersionActivated")
+                              if e["detail"]["reason"] == "rollback"],
                      message="the rollback's ModelVersionActivated event")[0]["detail"]
     assert (event["user_id"], event["version_id"], event["previous_version_id"]) == ("eve", eve_first, eve_latest)
 
@@ -272,6 +272,8 @@ def test_audit_finds_drift_a_wrong_trigger_word_and_a_foreign_version_and_accept
     assert by_user["dan"]["version_belongs_to_destination"] is False
     assert by_user["eve"]["ok"] is True
     assert by_user["eve"]["drift"] == "rollback"
+    others = [m for user, m in by_user.items() if user not in ("ann", "ben", "cat", "dan", "eve")]
+    assert all(m["ok"] for m in others)  # models other tests left in this world are in order
     assert audit["summary"]["problems"] == 3
     assert audit["summary"]["drift"] == 2  # ben, and dan (pinned to a version that is not its latest)
 
@@ -343,11 +345,10 @@ def test_local_mode_says_when_no_local_stack_is_running(tmp_path: Path, capsys: 
 def test_an_unreadable_legacy_file_is_reported_before_anything_is_asked(
         harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     harness.use_function_env("TrainingApiFunction")
-    harness.emulator.calls.clear()
     code, error = run(capsys, "backfill", str(tmp_path / "absent.csv"))
     assert code == 1
     assert error["error"]["code"] == "UNREADABLE_FILE"
-    assert harness.emulator.api_calls() == []
+    assert harness.replicate_calls() == []
 
 
 def test_a_missing_configuration_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch,

@@ -172,13 +172,15 @@ def training_body(training: TrainingItem, status: Any, output: Any, **extra: Any
             "input": {"trigger_word": "TOK"}, "created_at": "2026-11-24T10:00:01.000Z", **extra}
 
 
-@pytest.fixture
-def world(in_process_aws: LocalAwsStack) -> World:
+@pytest.fixture(scope="module")
+def world(shared_in_process_aws: LocalAwsStack) -> World:
+    """The handlers on in-process AWS, shared by this module's tests: each checks what it changed
+    against a snapshot taken just before, and uses users of its own."""
     template = Template()
     specs = template.functions()
-    handlers = {fid: load_handler(specs[fid], in_process_aws.function_env[fid]) for fid in FUNCTIONS}
+    handlers = {fid: load_handler(specs[fid], shared_in_process_aws.function_env[fid]) for fid in FUNCTIONS}
     routes = {(r.method, r.path): r.function_id for r in template.routes()}
-    built = World(in_process_aws, handlers, routes)
+    built = World(shared_in_process_aws, handlers, routes)
     for handler in handlers.values():  # record every S3 operation the functions make
         runtime = sys.modules[handler.__module__].runtime
         runtime.media._s3.meta.events.register(

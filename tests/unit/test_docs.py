@@ -58,3 +58,14 @@ def test_nothing_cites_a_document_outside_the_repository() -> None:
 def test_the_citation_check_can_fail() -> None:
     ids, sections = citations("see R11, I2 and REQUIREMENTS §13")
     assert ids == {"I2"} and sections == {"13"}
+
+
+def test_every_error_code_is_documented_with_its_status() -> None:
+    from lorapin.domain import errors
+
+    classes = [c for c in vars(errors).values()
+               if isinstance(c, type) and issubclass(c, errors.LorapinError)]
+    text = (REPO / "docs" / "CONTRACTS.md").read_text(encoding="utf-8")
+    documented = {(int(status), code) for status, codes in re.findall(r"^\| (\d{3}) \| ([^|]+) \|", text, re.M)
+                  for code in re.findall(r"`([A-Z_]+)`", codes)}
+    assert {(c.status, c.code) for c in classes} == documented

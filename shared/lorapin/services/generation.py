@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lorapin.adapters.media import MediaStore, extension_for, generation_output_key
-from lorapin.adapters.replicate_gateway import ReplicateGateway, ReplicateRejected
+from lorapin.adapters.replicate_gateway import ReplicateRejected
 from lorapin.adapters.repository import Repository
 from lorapin.adapters.tables import ACTIVE_SHARD, GenerationItem, VersionInfo
 from lorapin.domain.clock import new_id, now_iso
@@ -28,6 +28,7 @@ from lorapin.domain.replicate_objects import ReplicatePrediction
 from lorapin.domain.statuses import GenerationStatus
 from lorapin.domain.versions import VersionRef
 from lorapin.observability import milliseconds
+from lorapin.services.ports import Replicate
 
 AspectRatio = Literal["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
 
@@ -41,7 +42,7 @@ class GenerationRequest(BaseModel):
 
 
 class Generations:
-    def __init__(self, repository: Repository, replicate: Callable[[], ReplicateGateway],
+    def __init__(self, repository: Repository, replicate: Callable[[], Replicate],
                  media: Callable[[], MediaStore], webhook_url: Callable[[str], str]) -> None:
         self._repository = repository
         self._replicate = replicate

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from lorapin.adapters.replicate_gateway import ReplicateGateway, ReplicateRejected
+from lorapin.adapters.replicate_gateway import ReplicateRejected
 from lorapin.adapters.repository import Repository, TrainingStarts
 from lorapin.adapters.tables import GenerationItem, ModelItem, TrainingItem
 from lorapin.domain.clock import iso, now_iso, utc_now
@@ -22,6 +22,7 @@ from lorapin.domain.statuses import GenerationStatus, TrainingStatus
 from lorapin.domain.versions import ModelName
 from lorapin.observability import count, logger
 from lorapin.services.generation import Generations
+from lorapin.services.ports import Replicate
 from lorapin.services.training_completion import TrainingCompletion
 
 
@@ -53,7 +54,7 @@ class ReconcileReport:
 
 class Reconciler:
     def __init__(self, repository: Repository, completion: TrainingCompletion, generations: Generations,
-                 replicate: Callable[[], ReplicateGateway], *, limits: ReconcilerLimits | None = None,
+                 replicate: Callable[[], Replicate], *, limits: ReconcilerLimits | None = None,
                  now: Callable[[], datetime] = utc_now) -> None:
         self._repository = repository
         self._completion = completion

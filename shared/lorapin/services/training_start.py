@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lorapin.adapters.media import MediaStore, user_prefix
-from lorapin.adapters.replicate_gateway import ReplicateGateway, ReplicateRejected
+from lorapin.adapters.replicate_gateway import ReplicateRejected
 from lorapin.adapters.repository import GuardRejected, Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
 from lorapin.adapters.tables import ModelItem, TrainingItem
@@ -36,6 +36,7 @@ from lorapin.domain.photos import inspect_photo as inspect_photo_bytes
 from lorapin.domain.statuses import ModelStatus, TrainingStatus
 from lorapin.domain.training_params import training_params_for
 from lorapin.domain.versions import ModelName
+from lorapin.services.ports import Replicate
 from lorapin.services.uploads import UPLOAD_NAME_PATTERN
 
 DEFAULT_TRIGGER_WORD = "TOK"  # the trainer's own default
@@ -69,7 +70,7 @@ class StartedTraining:
 
 
 class Trainings:
-    def __init__(self, settings: Settings, repository: Repository, replicate: Callable[[], ReplicateGateway],
+    def __init__(self, settings: Settings, repository: Repository, replicate: Callable[[], Replicate],
                  media: Callable[[], MediaStore], webhook_url: Callable[[str], str]) -> None:
         self._settings = settings
         self._repository = repository

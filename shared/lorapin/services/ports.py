@@ -1,0 +1,35 @@
+"""What the services need from the outside world, as protocols: the Replicate gateway
+(`lorapin.adapters.replicate_gateway`) is one implementation, the tests' in-memory fake another."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
+from lorapin.domain.versions import ModelName, VersionRef
+
+
+class Replicate(Protocol):
+    """Replicate's API as the services use it. A refusal (4xx but 429) raises `ReplicateRejected`;
+    an outage or a timeout raises `UpstreamUnavailable`."""
+
+    def create_prediction(self, version: VersionRef, input: dict[str, Any], webhook: str) -> ReplicatePrediction: ...
+
+    def get_prediction(self, prediction_id: str) -> ReplicatePrediction: ...
+
+    def cancel_prediction(self, prediction_id: str) -> None: ...
+
+    def create_training(self, *, trainer_model: str, trainer_version: str, destination: ModelName,
+                        input: dict[str, Any], webhook: str) -> ReplicateTraining: ...
+
+    def get_training(self, training_id: str) -> ReplicateTraining: ...
+
+    def cancel_training(self, training_id: str) -> None: ...
+
+    def create_model(self, model: ModelName, *, hardware: str = ..., description: str = ...) -> None: ...
+
+    def model_exists(self, model: ModelName) -> bool: ...
+
+    def latest_version_id(self, model: ModelName) -> str | None: ...
+
+    def download(self, url: str) -> tuple[bytes, str]: ...

@@ -1,0 +1,164 @@
+"""In-memory stand-ins for the outside world, for the services' unit tests: Replicate (the
+`lorapin.services.ports.Replicate` protocol) and the EventBridge bus (an `EventsClient`).
+
+Storage is not faked by hand: the unit tests run the real repository on moto's in-memory DynamoDB
+(`mock_aws`, no sockets), so the guards they exercise are the DynamoDB conditions that ship, not
+a re-implementation of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections import defaultdict
+from typing import Any
+
+from lorapin.adapters.replicate_gateway import ReplicateRejected
+from lorapin.domain.errors import UpstreamUnavailable
+from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
+from lorapin.domain.versions import ModelName, VersionRef
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+TRAINER_VERSION = hashlib.sha256(b"fake trainer").hexdigest()
+_ids = itertools.count(1)
+
+
+def new_replicate_id() -> str:
+    return f"fake{next(_ids):022d}"
+
+
+class FakeReplicate:
+    """Replicate's API in memory. Objects stay `starting` until a test finishes them; each method
+    can be made to fail next (`fail_next`), and every call is logged by name (`calls`)."""
+
+    def __init__(self) -> None:
+        self.trainings: dict[str, dict[str, Any]] = {}
+        self.predictions: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, list[str]] = {}  # "owner/name" -> version ids, newest first
+        self.files: dict[str, tuple[bytes, str]] = {}  # output URL -> (bytes, content type); absent: 404
+        self.calls: list[str] = []
+        self._failures: dict[str, list[Exception]] = defaultdict(list)
+
+    # --- scripting -----------------------------------------------------------------------------
+    def fail_next(self, method: str, *errors: Exception) -> None:
+        """The next calls of `method` raise these errors, in order."""
+        self._failures[method].extend(errors)
+
+    def _call(self, method: str) -> None:
+        self.calls.append(method)
+        if self._failures[method]:
+            raise self._failures[method].pop(0)
+
+    def finish_training(self, training_id: str, status: str = "succeeded", *,
+                        output: Any = "new version") -> ReplicateTraining:
+        """End a training as Replicate would; a success adds a version to its destination."""
+        training = self.trainings[training_id]
+        training["status"] = status
+        if status == "succeeded" and output == "new version":
+            version_id = hashlib.sha256(training_id.encode()).hexdigest()
+            self.models.setdefault(training["destination"], []).insert(0, version_id)
+            output = {"version": f"{training['destination']}:{version_id}", "weights": "https://fake/w.tar"}
+        training["output"] = output if status == "succeeded" else None
+        training["error"] = None if status == "succeeded" else f"training {status}"
+        return ReplicateTraining.model_validate(training)
+
+    def finish_prediction(self, prediction_id: str, status: str = "succeeded", *, outputs: int = 1,
+                          served: bool = True) -> ReplicatePrediction:
+        """End a prediction; its output files are served (or answer 404 when `served` is False)."""
+        prediction = self.predictions[prediction_id]
+        urls = [f"https://replicate.delivery/fake/{prediction_id}/{n}.png" for n in range(outputs)]
+        prediction.update(status=status, output=urls if status == "succeeded" else None,
+                          error=None if status == "succeeded" else f"prediction {status}")
+        if served:
+            self.files.update(dict.fromkeys(urls, (PNG, "image/png")))
+        return ReplicatePrediction.model_validate(prediction)
+
+    # --- the Replicate port ----------------------------------------------------------------------
+    def create_prediction(self, version: VersionRef, input: dict[str, Any], webhook: str) -> ReplicatePrediction:
+        self._call("create_prediction")
+        prediction_id = new_replicate_id()
+        self.predictions[prediction_id] = {"id": prediction_id, "status": "starting", "version": version.id,
+                                           "model": str(version.model), "input": dict(input), "webhook": webhook,
+                                           "output": None, "error": None}
+        return ReplicatePrediction.model_validate(self.predictions[prediction_id])
+
+    def get_prediction(self, prediction_id: str) -> ReplicatePrediction:
+        self._call("get_prediction")
+        if prediction_id not in self.predictions:
+            raise ReplicateRejected(404, "Not found")
+        return ReplicatePrediction.model_validate(self.predictions[prediction_id])
+
+    def cancel_prediction(self, prediction_id: str) -> None:
+        self._call("cancel_prediction")
+        if self.predictions[prediction_id]["status"] in ("starting", "processing"):
+            self.predictions[prediction_id]["status"] = "canceled"
+
+    def create_training(self, *, trainer_model: str, trainer_version: str, destination: ModelName,
+                        input: dict[str, Any], webhook: str) -> ReplicateTraining:
+        self._call("create_training")
+        if str(destination) not in self.models:
+            raise ReplicateRejected(404, "The specified training destination does not exist")
+        training_id = new_replicate_id()
+        self.trainings[training_id] = {"id": training_id, "status": "starting", "model": trainer_model,
+                                       "version": trainer_version, "input": dict(input), "webhook": webhook,
+                                       "destination": str(destination), "output": None, "error": None}
+        return ReplicateTraining.model_validate(self.trainings[training_id])
+
+    def get_training(self, training_id: str) -> ReplicateTraining:
+        self._call("get_training")
+        if training_id not in self.trainings:
+            raise ReplicateRejected(404, "Not found")
+        return ReplicateTraining.model_validate(self.trainings[training_id])
+
+    def cancel_training(self, training_id: str) -> None:
+        self._call("cancel_training")
+        if self.trainings[training_id]["status"] in ("starting", "processing"):
+            self.finish_training(training_id, "canceled")
+
+    def create_model(self, model: ModelName, *, hardware: str = "gpu-h100", description: str = "") -> None:
+        self._call("create_model")
+        assert hardware and description is not None  # what the real call requires
+        if str(model) in self.models:
+            raise ReplicateRejected(409, f"A model with the name {model} already exists")
+        self.models[str(model)] = []
+
+    def model_exists(self, model: ModelName) -> bool:
+        self._call("model_exists")
+        return str(model) in self.models
+
+    def latest_version_id(self, model: ModelName) -> str | None:
+        self._call("latest_version_id")
+        versions = self.models.get(str(model))
+        if versions is None:
+            raise ReplicateRejected(404, "Not found")
+        return versions[0] if versions else None
+
+    def download(self, url: str) -> tuple[bytes, str]:
+        self._call("download")
+        if url not in self.files:
+            raise UpstreamUnavailable(f"could not download output {url}: 404")
+        return self.files[url]
+
+
+class RecordingBus:
+    """An EventBridge client that keeps what it was given; `reject_next` makes it refuse entries
+    (as `PutEvents` does with `FailedEntryCount`)."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self._rejections = 0
+
+    def reject_next(self, count: int = 1) -> None:
+        self._rejections += count
+
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        if self._rejections:
+            self._rejections -= 1
+            return {"FailedEntryCount": len(Entries), "Entries": [{"ErrorCode": "InternalFailure"}] * len(Entries)}
+        self.entries.extend(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": str(next(_ids))} for _ in Entries]}
+
+    def events(self, detail_type: str | None = None) -> list[dict[str, Any]]:
+        """The details of the events published so far, oldest first."""
+        return [json.loads(e["Detail"]) for e in self.entries if detail_type in (None, e["DetailType"])]

@@ -1,0 +1,120 @@
+"""Generations (R1, R4): pinned to the current version read at request time, with that version's
+trigger word; waiting for a first version and released by its event; outputs copied before
+`succeeded`; Replicate's refusals leave nothing half-done."""
+
+from __future__ import annotations
+
+import pytest
+
+from lorapin.adapters.replicate_gateway import ReplicateRejected
+from lorapin.domain.completion import Outcome
+from lorapin.domain.errors import NoModelToGenerateWith, NotYetRecorded, UpstreamRejected, UpstreamUnavailable
+from lorapin.services.generation import GenerationRequest
+from tests.fakes import PNG
+from tests.unit.conftest import Services
+
+
+def ask(services: Services, prompt: str = "on a boat", num_outputs: int = 1) -> str:
+    request = GenerationRequest(prompt=prompt, num_outputs=num_outputs)
+    generation = services.runtime.generations().request(services.user, request)
+    return generation.generation_id
+
+
+def test_a_generation_is_pinned_to_the_current_version_with_its_trigger_word(services: Services) -> None:
+    version = services.train()
+    generation_id = ask(services, num_outputs=2)
+    stored = services.repository.get_generation(generation_id)
+    assert stored is not None and stored.status == "starting"
+    [prediction] = services.replicate.predictions.values()
+    assert prediction["version"] == version  # this destination's exact version (R1)
+    assert stored.model_version_ref == f"{prediction['model']}:{version}"
+    assert prediction["input"]["prompt"] == "TOK on a boat"  # the word that version was trained with (R4)
+    assert prediction["input"]["num_outputs"] == 2
+    assert prediction["webhook"].endswith(f"generation_id={generation_id}")
+    assert stored.replicate_prediction_id == prediction["id"]
+
+
+def test_without_any_model_there_is_nothing_to_generate_with(services: Services) -> None:
+    with pytest.raises(NoModelToGenerateWith):
+        ask(services)
+    assert services.replicate.calls == []
+
+
+def test_a_generation_waits_for_the_first_version_and_its_event_releases_it(services: Services) -> None:
+    training = services.start_training()
+    generation_id = ask(services, prompt="skiing")
+    waiting = services.repository.get_generation(generation_id)
+    assert waiting is not None and waiting.status == "waiting_for_model" and waiting.model_version_ref is None
+    assert "create_prediction" not in services.replicate.calls
+    finished = services.replicate.finish_training(str(training.replicate_training_id))
+    services.runtime.completion().apply(finished, training_id_hint=training.training_id)
+    [event] = services.bus.events("ModelVersionActivated")
+    # The consumer of that event starts what waited, with the version it announces
+    assert services.runtime.generations().release_waiting(event["user_id"], event["version_id"]) == 1
+    released = services.repository.get_generation(generation_id)
+    assert released is not None and released.status == "starting"
+    assert released.model_version_ref == finished.output["version"]
+    assert released.prompt == "TOK skiing"
+    # and a duplicate of the event releases nothing twice
+    assert services.runtime.generations().release_waiting(event["user_id"], event["version_id"]) == 0
+    assert services.replicate.calls.count("create_prediction") == 1
+
+
+def test_an_event_for_a_version_that_is_no_longer_current_releases_nothing(services: Services) -> None:
+    first = services.train()
+    services.train()
+    assert services.runtime.generations().release_waiting(services.user, first) == 0
+
+
+def test_a_finished_prediction_is_copied_to_our_bucket_before_it_is_succeeded(services: Services) -> None:
+    services.train()
+    generation_id = ask(services, num_outputs=2)
+    prediction = services.replicate.finish_prediction(next(iter(services.replicate.predictions)), outputs=2)
+    generations = services.runtime.generations()
+    assert generations.complete_prediction(prediction, generation_id) is Outcome.RECORDED
+    done = services.repository.get_generation(generation_id)
+    assert done is not None and done.status == "succeeded" and len(done.output_keys or []) == 2
+    for key in done.output_keys or []:
+        assert key.startswith(f"users/{services.user}/generations/{generation_id}/")
+        assert services.runtime.media.get(str(key)) == PNG
+    # the same outcome again is a duplicate, and copies nothing more
+    downloads = services.replicate.calls.count("download")
+    assert generations.complete_prediction(prediction, generation_id) is Outcome.DUPLICATE
+    assert services.replicate.calls.count("download") == downloads
+
+
+def test_a_prediction_for_another_generation_is_ignored(services: Services) -> None:
+    services.train()
+    mine, other = ask(services), ask(services)
+    predictions = list(services.replicate.predictions)
+    theirs = services.replicate.finish_prediction(predictions[1])
+    assert services.runtime.generations().complete_prediction(theirs, mine) is Outcome.IGNORED_UNKNOWN
+    assert services.repository.get_generation(mine).status == "starting"  # type: ignore[union-attr]
+    assert services.runtime.generations().complete_prediction(theirs, None) is Outcome.IGNORED_UNKNOWN
+    assert services.runtime.generations().complete_prediction(theirs, other) is Outcome.RECORDED  # its own
+
+
+def test_a_webhook_before_the_prediction_id_is_stored_asks_for_a_redelivery(services: Services) -> None:
+    services.train()
+    generation_id = ask(services)
+    stored = services.repository.get_generation(generation_id)
+    assert stored is not None
+    prediction = services.replicate.finish_prediction(str(stored.replicate_prediction_id))
+    stored.update(actions=[type(stored).replicate_prediction_id.remove()])
+    with pytest.raises(NotYetRecorded):
+        services.runtime.generations().complete_prediction(prediction, generation_id)
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    pytest.param(ReplicateRejected(422, "Invalid version or not permitted"), UpstreamRejected, id="refused"),
+    pytest.param(UpstreamUnavailable("Replicate answered 500"), UpstreamUnavailable, id="unavailable"),
+])
+def test_a_prediction_replicate_does_not_create_fails_the_generation(
+        services: Services, error: Exception, expected: type[Exception]) -> None:
+    services.train()
+    services.replicate.fail_next("create_prediction", error)
+    with pytest.raises(expected):
+        ask(services)
+    [generation] = services.repository.generations_of(services.user)
+    assert generation.status == "failed" and generation.error
+    assert generation.active_shard is None  # nothing left for the reconciler to chase
