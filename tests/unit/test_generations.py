@@ -118,3 +118,13 @@ def test_a_prediction_replicate_does_not_create_fails_the_generation(
     [generation] = services.repository.generations_of(services.user)
     assert generation.status == "failed" and generation.error
     assert generation.active_shard is None  # nothing left for the reconciler to chase
+
+
+def test_each_prediction_is_sent_a_seed_and_the_generation_records_it(services: Services) -> None:
+    services.train()
+    chosen = services.runtime.generations().request(services.user, GenerationRequest(prompt="x", seed=42))
+    random = services.runtime.generations().request(services.user, GenerationRequest(prompt="x"))
+    sent = {p["id"]: p["input"]["seed"] for p in services.replicate.predictions.values()}
+    assert sent[str(chosen.replicate_prediction_id)] == 42 == chosen.seed
+    assert sent[str(random.replicate_prediction_id)] == random.seed
+    assert random.seed is not None and 0 <= random.seed <= 2**31 - 1

@@ -184,7 +184,8 @@ class GenerationItem(Model):
     user_id = UnicodeAttribute()
     status = UnicodeAttribute()  # GenerationStatus
     prompt = UnicodeAttribute()  # as sent to Replicate, trigger word included (or the raw prompt while waiting)
-    request = JSONAttribute()  # the caller's prompt, num_outputs, aspect_ratio
+    request = JSONAttribute()  # the caller's prompt, num_outputs, aspect_ratio, seed
+    seed = NumberAttribute(null=True)  # the seed sent to Replicate (the caller's or a random one)
     model_version_ref = UnicodeAttribute(null=True)
     replicate_prediction_id = UnicodeAttribute(null=True)
     output_keys = ListAttribute(of=UnicodeAttribute, null=True)

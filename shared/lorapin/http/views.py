@@ -71,6 +71,7 @@ def generation_view(item: GenerationItem, url_for: Callable[[str], str]) -> dict
         "status": item.status,
         "prompt": item.prompt,
         "model_version_ref": item.model_version_ref,
+        "seed": int(item.seed) if item.seed is not None else None,
         "replicate_prediction_id": item.replicate_prediction_id,
         "outputs": [url_for(str(key)) for key in (item.output_keys or [])],
         "error": item.error,

@@ -4,6 +4,7 @@ first training runs waits, and the `ModelVersionActivated` consumer releases it.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
@@ -30,6 +31,10 @@ from lorapin.domain.versions import VersionRef
 from lorapin.observability import milliseconds
 from lorapin.services.ports import Replicate
 
+MAX_SEED = 2**31 - 1
+"""Every prediction is sent a seed (the caller's, or a random one) and records it: an image can be
+made again, two versions compared like for like, and a prediction found by its exact input."""
+
 AspectRatio = Literal["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
 
 
@@ -39,6 +44,9 @@ class GenerationRequest(BaseModel):
     prompt: str = Field(min_length=1, max_length=2000)
     num_outputs: int = Field(default=1, ge=1, le=4)
     aspect_ratio: AspectRatio = "1:1"
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED,
+                             description="The same seed and prompt on two versions compare them like for like; "
+                                         "a random one when absent")
 
 
 class Generations:
@@ -54,7 +62,8 @@ class Generations:
         model = self._repository.get_model(user_id)  # strongly consistent (R1)
         if model is None:
             raise NoModelToGenerateWith("No model yet: start a training first.")
-        generation = GenerationItem(new_id("gen"), user_id=user_id, request=request.model_dump(),
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        generation = GenerationItem(new_id("gen"), user_id=user_id, request=request.model_dump(), seed=seed,
                                     prompt=request.prompt, created_at=now_iso())
         if model.current_version is not None:
             return self._start(generation, model.current_version)
@@ -124,7 +133,7 @@ class Generations:
     def _submit(self, generation: GenerationItem, version_ref: str) -> None:
         request = generation.request
         inputs = {"prompt": generation.prompt, "num_outputs": request["num_outputs"],
-                  "aspect_ratio": request["aspect_ratio"], "output_format": "png"}
+                  "aspect_ratio": request["aspect_ratio"], "output_format": "png", "seed": int(generation.seed)}
         try:
             prediction = self._replicate().create_prediction(
                 VersionRef.parse(version_ref), inputs, self._webhook_url(generation.generation_id))
