@@ -12,9 +12,12 @@ import hashlib
 import itertools
 import json
 from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lorapin.adapters.replicate_gateway import ReplicateRejected
+from lorapin.adapters.replicate_gateway import CreateOutcomeUnknown, ReplicateRejected
+from lorapin.domain.clock import iso, parse_iso, utc_now
 from lorapin.domain.errors import UpstreamUnavailable
 from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
 from lorapin.domain.versions import ModelName, VersionRef
@@ -39,16 +42,33 @@ class FakeReplicate:
         self.files: dict[str, tuple[bytes, str]] = {}  # output URL -> (bytes, content type); absent: 404
         self.calls: list[str] = []
         self._failures: dict[str, list[Exception]] = defaultdict(list)
+        self._create_then_fail: dict[str, int] = defaultdict(int)
+        self._broken: dict[str, Exception] = {}
 
     # --- scripting -----------------------------------------------------------------------------
     def fail_next(self, method: str, *errors: Exception) -> None:
         """The next calls of `method` raise these errors, in order."""
         self._failures[method].extend(errors)
 
+    def break_object(self, object_id: str, error: Exception) -> None:
+        """Every look at this training or prediction raises `error` (one item a run cannot read)."""
+        self._broken[object_id] = error
+
+    def create_then_time_out(self, method: str, times: int = 1) -> None:
+        """The next `times` creates (`create_training`, `create_prediction`) create the object on
+        Replicate, but their answer is lost: the caller sees a timeout."""
+        self._create_then_fail[method] += times
+
     def _call(self, method: str) -> None:
         self.calls.append(method)
         if self._failures[method]:
             raise self._failures[method].pop(0)
+
+    def _answer_lost(self, method: str) -> bool:
+        if self._create_then_fail[method] > 0:
+            self._create_then_fail[method] -= 1
+            return True
+        return False
 
     def finish_training(self, training_id: str, status: str = "succeeded", *,
                         output: Any = "new version") -> ReplicateTraining:
@@ -61,6 +81,7 @@ class FakeReplicate:
             output = {"version": f"{training['destination']}:{version_id}", "weights": "https://fake/w.tar"}
         training["output"] = output if status == "succeeded" else None
         training["error"] = None if status == "succeeded" else f"training {status}"
+        training["completed_at"] = iso(utc_now())
         return ReplicateTraining.model_validate(training)
 
     def finish_prediction(self, prediction_id: str, status: str = "succeeded", *, outputs: int = 1,
@@ -69,7 +90,8 @@ class FakeReplicate:
         prediction = self.predictions[prediction_id]
         urls = [f"https://replicate.delivery/fake/{prediction_id}/{n}.png" for n in range(outputs)]
         prediction.update(status=status, output=urls if status == "succeeded" else None,
-                          error=None if status == "succeeded" else f"prediction {status}")
+                          error=None if status == "succeeded" else f"prediction {status}",
+                          completed_at=iso(utc_now()))
         if served:
             self.files.update(dict.fromkeys(urls, (PNG, "image/png")))
         return ReplicatePrediction.model_validate(prediction)
@@ -80,7 +102,9 @@ class FakeReplicate:
         prediction_id = new_replicate_id()
         self.predictions[prediction_id] = {"id": prediction_id, "status": "starting", "version": version.id,
                                            "model": str(version.model), "input": dict(input), "webhook": webhook,
-                                           "output": None, "error": None}
+                                           "output": None, "error": None, "created_at": iso(utc_now())}
+        if self._answer_lost("create_prediction"):
+            raise CreateOutcomeUnknown("Replicate did not answer: ReadTimeout")
         return ReplicatePrediction.model_validate(self.predictions[prediction_id])
 
     def get_prediction(self, prediction_id: str) -> ReplicatePrediction:
@@ -102,11 +126,16 @@ class FakeReplicate:
         training_id = new_replicate_id()
         self.trainings[training_id] = {"id": training_id, "status": "starting", "model": trainer_model,
                                        "version": trainer_version, "input": dict(input), "webhook": webhook,
-                                       "destination": str(destination), "output": None, "error": None}
+                                       "destination": str(destination), "output": None, "error": None,
+                                       "created_at": iso(utc_now())}
+        if self._answer_lost("create_training"):
+            raise CreateOutcomeUnknown("Replicate did not answer: ReadTimeout")
         return ReplicateTraining.model_validate(self.trainings[training_id])
 
     def get_training(self, training_id: str) -> ReplicateTraining:
         self._call("get_training")
+        if training_id in self._broken:
+            raise self._broken[training_id]
         if training_id not in self.trainings:
             raise ReplicateRejected(404, "Not found")
         return ReplicateTraining.model_validate(self.trainings[training_id])
@@ -140,6 +169,40 @@ class FakeReplicate:
             raise UpstreamUnavailable(f"could not download output {url}: 404")
         return self.files[url]
 
+    def recent(self, kind: str, since: datetime, *, max_pages: int) -> tuple[list[dict[str, Any]], bool]:
+        """Like Replicate's list: newest first, 100 a page, each page one call."""
+        objects = sorted((self.trainings if kind == "trainings" else self.predictions).values(),
+                         key=lambda o: o["created_at"], reverse=True)
+        found: list[dict[str, Any]] = []
+        for page in range(max_pages):
+            self._call(f"list_{kind}")
+            for item in objects[page * 100:(page + 1) * 100]:
+                if parse_iso(item["created_at"]) < since:
+                    return found, True
+                found.append(dict(item))
+            if (page + 1) * 100 >= len(objects):
+                return found, True
+        return found, False
+
+    def find_training(self, training_id: str, since: datetime, *, max_pages: int = 3) -> ReplicateTraining | None:
+        items, complete = self.recent("trainings", since, max_pages=max_pages)
+        for item in items:
+            if training_id in str(item["input"].get("input_images", "")):
+                return ReplicateTraining.model_validate(item)
+        if not complete:
+            raise UpstreamUnavailable("could not confirm")
+        return None
+
+    def find_prediction(self, version: VersionRef, input: dict[str, Any], since: datetime, *,
+                        max_pages: int = 3) -> ReplicatePrediction | None:
+        items, complete = self.recent("predictions", since, max_pages=max_pages)
+        for item in items:
+            if item["version"] == version.id and all(item["input"].get(k) == v for k, v in input.items()):
+                return ReplicatePrediction.model_validate(item)
+        if not complete:
+            raise UpstreamUnavailable("could not confirm")
+        return None
+
 
 class RecordingBus:
     """An EventBridge client that keeps what it was given; `reject_next` makes it refuse entries
@@ -162,3 +225,23 @@ class RecordingBus:
     def events(self, detail_type: str | None = None) -> list[dict[str, Any]]:
         """The details of the events published so far, oldest first."""
         return [json.loads(e["Detail"]) for e in self.entries if detail_type in (None, e["DetailType"])]
+
+
+@dataclass
+class ManualClock:
+    """A clock a test moves by hand (`lorapin.domain.clock.use(...)`)."""
+
+    moment: datetime = field(default_factory=lambda: datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def real_seconds(self, seconds: float) -> float:
+        return seconds
+
+    def clock_seconds(self, real_seconds: float) -> float:
+        return real_seconds
+
+    def advance(self, by: timedelta) -> datetime:
+        self.moment += by
+        return self.moment

@@ -189,8 +189,8 @@ def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", im
     if model is None:
         if not gateway.model_exists(destination):
             gateway.create_model(destination)
-        new_model = ModelItem(user_id, destination=str(destination), trigger_word=trigger_word, status="training",
-                              created_at=now, updated_at=now)
+        new_model = repository.new_model(user_id, destination=str(destination), trigger_word=trigger_word,
+                                         status="training", created_at=now)
     training = TrainingItem(new_id("trn"), user_id=user_id, seq=int(model.last_seq if model else 0) + 1,
                             status="starting", mode="replace", image_count=image_count,
                             trigger_word=model.trigger_word if model else trigger_word,

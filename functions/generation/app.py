@@ -1,5 +1,6 @@
-"""Generations: `POST /generations`, `GET /generations/{id}`, and the `ModelVersionActivated`
-consumer that releases generations waiting for a model (same function, two kinds of event)."""
+"""Generations: `POST /generations`, `GET /generations/{id}`, and the consumer of the bus events
+that end a wait for a model: `ModelVersionActivated` releases what waited, `TrainingFailed` fails
+it when no version will come."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lorapin.domain.events import MODEL_VERSION_ACTIVATED
+from lorapin.domain.events import MODEL_VERSION_ACTIVATED, TRAINING_FAILED
 from lorapin.http.resolver import JsonResponse, build_resolver, caller_id, json_response
 from lorapin.http.views import generation_view
 from lorapin.observability import count, logger, metrics, tracer
@@ -49,10 +50,24 @@ def release_waiting(event: dict[str, Any]) -> dict[str, Any]:
     return {"released": released}
 
 
+def fail_waiting(event: dict[str, Any]) -> dict[str, Any]:
+    """EventBridge: a training failed; if the user is left with no version and none coming, what
+    waited for the first one is failed (it would wait for ever). Duplicates are no-ops."""
+    detail = event.get("detail") or {}
+    logger.set_correlation_id(detail.get("correlation_id") or event.get("id"))
+    failed = runtime.generations().fail_waiting(str(detail["user_id"]))
+    logger.info("waiting generations failed", extra={"user_id": detail.get("user_id"), "failed": failed})
+    return {"failed": failed}
+
+
+BUS_EVENTS = {MODEL_VERSION_ACTIVATED: release_waiting, TRAINING_FAILED: fail_waiting}
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if event.get("detail-type") == MODEL_VERSION_ACTIVATED:
-        return release_waiting(event)
+    consume = BUS_EVENTS.get(str(event.get("detail-type")))
+    if consume is not None:
+        return consume(event)
     return app.resolve(event, context)

@@ -76,6 +76,8 @@ def _serve(spec: FunctionSpec, env: dict[str, str], conn: Connection) -> None:
 class ProcessContainer:
     """A callable handler whose invocations run in a process of its own."""
 
+    isolated = True  # its invocations need not take turns with the other functions'
+
     def __init__(self, spec: FunctionSpec, env: dict[str, str]) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
@@ -117,7 +119,7 @@ def process_containers(stack: LocalStack, size: int) -> Iterator[None]:
     try:
         pools: dict[str, FunctionPool] = {}
         for function_id, spec in stack.template.functions().items():
-            if spec.routes or spec.rules:
+            if spec.routes or spec.rules or spec.schedules:
                 env = {**stack.aws.function_env[function_id], "AWS_SDK_UA_APP_ID": function_id}  # see CallLog
                 load = partial(start, spec, env)
                 pools[function_id] = FunctionPool(function_id, load, size)

@@ -63,7 +63,7 @@ class Seeder:
         """Start the user's next training; `release_slot` frees the user's one training slot (I2)
         at once, so that several trainings of one user can be in flight and their webhooks race."""
         from lorapin.adapters.repository import TrainingStarts
-        from lorapin.adapters.tables import ModelItem, TrainingItem
+        from lorapin.adapters.tables import TrainingItem
         from lorapin.domain.clock import new_id, now_iso
         from lorapin.domain.versions import ModelName
         from lorapin.services.training_start import destination_name
@@ -77,8 +77,8 @@ class Seeder:
         if model is None:
             if not gateway.model_exists(ModelName.parse(destination)):
                 gateway.create_model(ModelName.parse(destination))
-            new_model = ModelItem(user_id, destination=destination, trigger_word=trigger_word, status="training",
-                                  created_at=now, updated_at=now)
+            new_model = self.repository.new_model(user_id, destination=destination, trigger_word=trigger_word,
+                                                  status="training", created_at=now)
         training = TrainingItem(new_id("trn"), user_id=user_id, seq=int(model.last_seq if model else 0) + 1,
                                 status="starting", mode="replace", image_count=12, trigger_word=trigger_word,
                                 destination=destination, trainer_model=settings.trainer_model,

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import io
 import json
+import random
 import re
 import secrets
 import threading
@@ -29,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from lorapin.domain import clock
+
 TRAINER_MODEL = "ostris/flux-dev-lora-trainer"
 TRAINER_VERSION_ID = hashlib.sha256(b"ostris/flux-dev-lora-trainer@lorapin-emulator").hexdigest()
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
@@ -36,7 +39,42 @@ Reply = tuple[int, Any, dict[str, str]]
 
 
 def _now() -> str:
-    return datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Replicate's timestamps (microseconds), on lorapin's clock: accelerated when the stack is."""
+    return clock.utc_now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+OUTPUTS_KEPT_SECONDS = 3600  # Replicate deletes API outputs an hour after the prediction ends
+PAGE_SIZE = 100  # Replicate's lists: 100 objects a page, newest first
+
+
+@dataclass
+class Plan:
+    """What happens to one training or prediction, decided when it is created."""
+
+    outcome: str = "succeeded"  # trainings: succeeded | failed | canceled | aborted
+    seconds: float | None = None  # how long it runs, in the stack's (emulated) seconds
+    lose_webhook: bool = False  # its webhook is never delivered
+    output: str = "ok"  # ok | unusable_version (trainings) | missing | null (predictions)
+    answer: str = "ok"  # ok | 504 (created, then a gateway timeout) | timeout (created, answered too late)
+
+
+@dataclass
+class Profile:
+    """Random plans for a realistic day (`make bench`): each object draws its own, from one seed."""
+
+    seed: int = 0
+    training_seconds: tuple[float, float] = (15 * 60, 25 * 60)
+    prediction_seconds: tuple[float, float] = (5, 20)
+    lose_training_webhook: float = 0.10
+    lose_prediction_webhook: float = 0.10
+    unusable_version: float = 0.02
+    expired_output: float = 0.02
+    training_create_timeout: float = 0.0
+    prediction_create_timeout: float = 0.0
 
 
 def _new_id() -> str:
@@ -70,6 +108,10 @@ class ReplicateEmulator:
                  training_seconds: float = 0.5, prediction_seconds: float = 0.2,
                  webhook_retry_delays: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)) -> None:
         self.signing_secret = signing_secret or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        self.hold_seconds = 0.0  # how long a "timeout" answer waits before it is sent (past the client's timeout)
+        self.profile: Profile | None = None
+        self._random = random.Random(0)
+        self._scripts: dict[str, deque[Plan]] = {"training": deque(), "prediction": deque()}
         self.training_seconds = training_seconds
         self.prediction_seconds = prediction_seconds
         self.webhook_retry_delays = webhook_retry_delays
@@ -145,6 +187,8 @@ class ReplicateEmulator:
             self._outcomes.clear()
             self._suppress = 0
             self._faults.clear()
+            self._scripts = {"training": deque(), "prediction": deque()}
+            self.profile = None
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -174,6 +218,41 @@ class ReplicateEmulator:
         """The next `count` API calls matching method and path answer `status` (429, 500, 503...)."""
         with self._lock:
             self._faults.append(Fault(method.upper(), re.compile(path_regex), status, count, body))
+
+    def script(self, kind: str, **plan: Any) -> None:
+        """The plan of the next `kind` ("training" or "prediction") created, e.g.
+        `script("training", lose_webhook=True, output="unusable_version")`."""
+        with self._lock:
+            self._scripts[kind].append(Plan(**plan))
+
+    def use_profile(self, profile: Profile) -> None:
+        """From now on every object draws its plan from `profile` (what is scripted comes first)."""
+        with self._lock:
+            self.profile = profile
+            self._random = random.Random(profile.seed)
+
+    def _plan(self, kind: str) -> Plan:
+        with self._lock:
+            if self._scripts[kind]:
+                return self._scripts[kind].popleft()
+            if kind == "training" and self._outcomes:
+                return Plan(outcome=self._outcomes.popleft())
+            profile, rng = self.profile, self._random
+            if profile is None:
+                return Plan()
+            if kind == "training":
+                return Plan(seconds=rng.uniform(*profile.training_seconds),
+                            lose_webhook=rng.random() < profile.lose_training_webhook,
+                            output="unusable_version" if rng.random() < profile.unusable_version else "ok",
+                            answer="504" if rng.random() < profile.training_create_timeout else "ok")
+            return Plan(seconds=rng.uniform(*profile.prediction_seconds),
+                        lose_webhook=rng.random() < profile.lose_prediction_webhook,
+                        output="missing" if rng.random() < profile.expired_output else "ok",
+                        answer="504" if rng.random() < profile.prediction_create_timeout else "ok")
+
+    def _real(self, seconds: float) -> float:
+        """Real seconds for `seconds` of the stack's clock (the same when it is not accelerated)."""
+        return clock.current().real_seconds(seconds)
 
     def set_training_outcome(self, *outcomes: str) -> None:
         """Outcomes of the next trainings, in order: succeeded | failed | canceled | aborted."""
@@ -215,7 +294,10 @@ class ReplicateEmulator:
             body = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
             body = None
-        status, payload, headers = self._dispatch(request.command, parts.path, body, request.headers)
+        status, payload, headers = self._dispatch(request.command, parts.path, body, request.headers, parts.query)
+        hold = headers.pop("x-emulator-hold", None)
+        if hold:  # the object is created, but the answer comes after the client has given up
+            time.sleep(float(hold))
         if parts.path.startswith("/v1/"):
             with self._lock:
                 self.calls.append({"method": request.command, "path": parts.path, "status": status, "at": _now()})
@@ -229,7 +311,7 @@ class ReplicateEmulator:
         request.end_headers()
         request.wfile.write(data)
 
-    def _dispatch(self, method: str, path: str, body: Any, headers: Any) -> Reply:
+    def _dispatch(self, method: str, path: str, body: Any, headers: Any, query: str = "") -> Reply:
         if path.startswith("/_emulator/"):
             return self._control(method, path, body if isinstance(body, dict) else {})
         if path.startswith("/outputs/"):
@@ -249,7 +331,7 @@ class ReplicateEmulator:
             return fault.status, payload, extra
         if body is None:
             return _problem(400, "The request body is not valid JSON")
-        for route_method, pattern, handler in self._routes():
+        for route_method, pattern, handler in self._routes(query):
             if route_method == method:
                 found = re.fullmatch(pattern, path)
                 if found:
@@ -265,7 +347,7 @@ class ReplicateEmulator:
                     return fault
         return None
 
-    def _routes(self) -> list[tuple[str, str, Callable[..., Reply]]]:
+    def _routes(self, query: str = "") -> list[tuple[str, str, Callable[..., Reply]]]:
         name = r"([^/]+)"
         return [
             ("GET", r"/v1/webhooks/default/secret", lambda _b: (200, {"key": self.signing_secret}, {})),
@@ -274,10 +356,11 @@ class ReplicateEmulator:
             ("GET", rf"/v1/models/{name}/{name}/versions", self._list_versions),
             ("GET", rf"/v1/models/{name}/{name}/versions/{name}", self._get_version),
             ("POST", rf"/v1/models/{name}/{name}/versions/{name}/trainings", self._create_training),
-            ("GET", r"/v1/trainings", self._list_trainings),
+            ("GET", r"/v1/trainings", lambda _b: self._list("trainings", query)),
             ("GET", rf"/v1/trainings/{name}", lambda _b, i: self._get("trainings", i)),
             ("POST", rf"/v1/trainings/{name}/cancel", lambda _b, i: self._cancel("trainings", i)),
             ("POST", r"/v1/predictions", self._create_prediction),
+            ("GET", r"/v1/predictions", lambda _b: self._list("predictions", query)),
             ("GET", rf"/v1/predictions/{name}", lambda _b, i: self._get("predictions", i)),
             ("POST", rf"/v1/predictions/{name}/cancel", lambda _b, i: self._cancel("predictions", i)),
         ]
@@ -355,32 +438,55 @@ class ReplicateEmulator:
             "started_at": None, "completed_at": None, "metrics": {},
             "urls": urls,
         }
+        plan = self._plan("training")
+        seconds = plan.seconds if plan.seconds is not None else self.training_seconds
         self.trainings[training_id] = training
         self._private[training_id] = {"destination": destination, "webhook": body.get("webhook"),
-                                      "filter": body.get("webhook_events_filter"), "kind": "training"}
-        self._schedule(min(0.05, self.training_seconds / 4), self._mark_processing, "trainings", training_id)
-        self._schedule(self.training_seconds, self._finish_training, training_id)
+                                      "filter": body.get("webhook_events_filter"), "kind": "training", "plan": plan,
+                                      "seconds": seconds}
+        self._schedule(self._real(min(0.05, seconds / 4)), self._mark_processing, "trainings", training_id)
+        self._schedule(self._real(seconds), self._finish_training, training_id)
         created = dict(training)
         created["urls"] = {**urls, "get": f"{self.url}/v1/predictions/{training_id}"}  # Replicate's real quirk
+        return self._answer_created(plan, created)
+
+    def _answer_created(self, plan: Plan, created: dict[str, Any]) -> Reply:
+        """The answer to a create: normally the object; per its plan, a gateway timeout after creating
+        it, or the object sent too late for the client."""
+        if plan.answer == "504":
+            return 504, {"detail": "Gateway Timeout", "status": 504, "title": "Gateway Timeout"}, {}
+        if plan.answer == "timeout":
+            return 201, created, {"x-emulator-hold": str(self.hold_seconds)}
         return 201, created, {}
 
-    def _list_trainings(self, _body: Any) -> Reply:
-        newest_first = sorted(self.trainings.values(), key=lambda t: t["created_at"], reverse=True)
-        return 200, {"next": None, "previous": None, "results": newest_first}, {}
+    def _list(self, collection: str, query: str) -> Reply:
+        """Newest first, a page at a time, `next` being the full URL of the following page."""
+        from urllib.parse import parse_qs
+
+        offset = int((parse_qs(query).get("cursor") or ["0"])[0] or 0)
+        with self._lock:
+            newest_first = sorted(getattr(self, collection).values(), key=lambda o: o["created_at"], reverse=True)
+            page = [dict(obj) for obj in newest_first[offset:offset + PAGE_SIZE]]
+        more = offset + PAGE_SIZE < len(newest_first)
+        next_url = f"{self.url}/v1/{collection}?cursor={offset + PAGE_SIZE}" if more else None
+        return 200, {"next": next_url, "previous": None, "results": page}, {}
 
     def _finish_training(self, training_id: str) -> None:
         with self._lock:
             training = self.trainings[training_id]
             if training["status"] in TERMINAL:
                 return
-            outcome = self._outcomes.popleft() if self._outcomes else "succeeded"
-            training.update(status=outcome, completed_at=_now(), metrics={"predict_time": self.training_seconds,
-                                                                          "total_time": self.training_seconds})
+            plan: Plan = self._private[training_id].get("plan") or Plan()
+            outcome, seconds = plan.outcome, self._private[training_id].get("seconds", self.training_seconds)
+            training.update(status=outcome, completed_at=_now(), metrics={"predict_time": seconds,
+                                                                          "total_time": seconds})
             if outcome == "succeeded":
                 destination = self._private[training_id]["destination"]
                 version = self._add_version(destination, secrets.token_hex(32))
                 training["output"] = {"version": f"{destination}:{version['id']}",
                                       "weights": f"{self.url}/weights/{version['id']}.tar"}
+                if plan.output == "unusable_version":  # what some apps stored: the trainer's own version
+                    training["output"]["version"] = f"{training['model']}:{training['version']}"
                 training["logs"] = "flux_train_replicate: 100%|##########| done"
             elif outcome == "failed":
                 training["error"] = "Training failed: CUDA out of memory (emulated)"
@@ -406,10 +512,12 @@ class ReplicateEmulator:
             "urls": {"get": f"{self.url}/v1/predictions/{prediction_id}",
                      "cancel": f"{self.url}/v1/predictions/{prediction_id}/cancel"},
         }
+        plan = self._plan("prediction")
         self._private[prediction_id] = {"webhook": body.get("webhook"), "filter": body.get("webhook_events_filter"),
-                                        "kind": "prediction"}
-        self._schedule(self.prediction_seconds, self._finish_prediction, prediction_id)
-        return 201, dict(self.predictions[prediction_id]), {}
+                                        "kind": "prediction", "plan": plan}
+        seconds = plan.seconds if plan.seconds is not None else self.prediction_seconds
+        self._schedule(self._real(seconds), self._finish_prediction, prediction_id)
+        return self._answer_created(plan, dict(self.predictions[prediction_id]))
 
     def _finish_prediction(self, prediction_id: str) -> None:
         with self._lock:
@@ -417,14 +525,16 @@ class ReplicateEmulator:
             if prediction["status"] in TERMINAL:
                 return
             count = int(prediction["input"].get("num_outputs") or 1)
-            prediction.update(status="succeeded", completed_at=_now(), metrics={"predict_time": 1.0},
-                              output=[f"{self.url}/outputs/{prediction_id}/{n}.png" for n in range(count)])
+            plan: Plan = self._private[prediction_id].get("plan") or Plan()
+            output = None if plan.output == "null" else [f"{self.url}/outputs/{prediction_id}/{n}.png"
+                                                        for n in range(count)]
+            prediction.update(status="succeeded", completed_at=_now(), metrics={"predict_time": 1.0}, output=output)
         self._notify(prediction_id)
 
     def _output_image(self, path: str) -> Reply:
         found = re.fullmatch(r"/outputs/([^/]+)/(\d+)\.png", path)
         prediction = self.predictions.get(found.group(1)) if found else None
-        if prediction is None:
+        if prediction is None or self._output_gone(prediction):
             return _problem(404, "Not found")
         from PIL import Image, ImageDraw
 
@@ -437,6 +547,14 @@ class ReplicateEmulator:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return 200, buffer.getvalue(), {"content-type": "image/png"}
+
+    def _output_gone(self, prediction: dict[str, Any]) -> bool:
+        """Outputs planned missing are never served; the others are deleted an hour after the end."""
+        plan: Plan = self._private.get(prediction["id"], {}).get("plan") or Plan()
+        if plan.output == "missing":
+            return True
+        completed = prediction.get("completed_at")
+        return bool(completed) and (clock.utc_now() - _parse(str(completed))).total_seconds() > OUTPUTS_KEPT_SECONDS
 
     # --- shared object handling ------------------------------------------------------------------
     def _get(self, collection: str, object_id: str) -> Reply:
@@ -505,8 +623,9 @@ class ReplicateEmulator:
             body = json.dumps(obj)
             webhook_id = f"msg_{_new_id()}"
             self._last_webhook[object_id] = (url, body, webhook_id)
-            if self._suppress > 0:
-                self._suppress -= 1
+            lost = bool(getattr(private.get("plan"), "lose_webhook", False))
+            if self._suppress > 0 or lost:
+                self._suppress -= 0 if lost else 1
                 self.deliveries.append({"kind": private["kind"], "object_id": object_id, "url": url,
                                         "webhook_id": webhook_id, "attempt": 0, "status": "suppressed"})
                 return

@@ -15,7 +15,7 @@ def _up(args: argparse.Namespace) -> int:
 
     with LocalStack.running(host=args.host, port=args.port, replicate_port=args.replicate_port,
                             aws_port=args.aws_port, training_seconds=args.training_seconds,
-                            prediction_seconds=args.prediction_seconds) as stack:
+                            prediction_seconds=args.prediction_seconds, schedules=True) as stack:
         write_state(stack)
         print(f"API: {stack.api.url}", flush=True)
         print(f"Replicate emulator: {stack.emulator.url}", flush=True)

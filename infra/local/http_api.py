@@ -48,6 +48,8 @@ class FunctionPool:
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self._idle.get()
         try:
+            if getattr(handler, "isolated", False):  # a container in a process of its own runs in parallel
+                return handler(event, LocalContext(self.name))
             with _ONE_INVOCATION_AT_A_TIME:
                 if not self._quiet:
                     return handler(event, LocalContext(self.name))

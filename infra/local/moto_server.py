@@ -20,6 +20,8 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from infra.local.partition_log import PartitionLog
+
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 APP_ID = re.compile(r"\bapp/(\S+)")  # botocore puts AWS_SDK_UA_APP_ID in the user agent
 
@@ -43,29 +45,56 @@ class CallLog:
             return Counter({op: n for (who, op), n in self.counts.items() if who == caller})
 
 
-def serialise_dynamodb(app: WsgiApp, log: CallLog) -> WsgiApp:
-    """A WSGI wrapper that runs DynamoDB requests (X-Amz-Target DynamoDB_*) under one lock, to the end."""
+def serialise_dynamodb(app: WsgiApp, log: CallLog, partitions: PartitionLog | None = None) -> WsgiApp:
+    """A WSGI wrapper that runs DynamoDB requests (X-Amz-Target DynamoDB_*) under one lock, to the end;
+    with `partitions`, it also counts what each request writes and reads, per partition key value."""
     lock = threading.Lock()
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         log.record(environ)
-        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+        target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if not target.startswith("DynamoDB_"):
             return app(environ, start_response)
         with lock:
-            return list(app(environ, start_response))  # the whole body is produced inside the lock
+            if partitions is None:
+                return list(app(environ, start_response))  # the whole body is produced inside the lock
+            operation, request, backend = _parse(environ, target)
+            touched = partitions.before(operation, request, backend)
+            body = list(app(environ, start_response))
+            partitions.after(operation, request, touched)
+            return body
 
     return wrapped
+
+
+def _parse(environ: dict[str, Any], target: str) -> tuple[str, dict[str, Any], Any]:
+    """The operation, its request (the body is read and put back for moto) and moto's backend."""
+    import io
+    import json
+
+    from moto.dynamodb.models import dynamodb_backends
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    try:
+        request = json.loads(raw or b"{}")
+    except ValueError:
+        request = {}
+    region = str(environ.get("HTTP_AUTHORIZATION", "")).split("/")[2:3] or ["us-east-1"]
+    return target.split(".", 1)[-1], request, dynamodb_backends["123456789012"][region[0]]
 
 
 class AtomicMotoServer(ThreadedMotoServer):
     """`ThreadedMotoServer` whose DynamoDB behaves atomically under concurrent requests."""
 
-    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0, *, count_partitions: bool = False) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=False)
         self.calls = CallLog()
+        self.partitions = PartitionLog() if count_partitions else None
 
     def _server_entry(self) -> None:
-        app = serialise_dynamodb(DomainDispatcherApplication(create_backend_app), self.calls)
+        app = serialise_dynamodb(DomainDispatcherApplication(create_backend_app), self.calls, self.partitions)
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()

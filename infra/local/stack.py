@@ -17,7 +17,9 @@ from infra.local.aws_stack import LOCAL_CREDENTIALS, LocalAwsStack, provision
 from infra.local.dispatcher import EventDispatcher
 from infra.local.functions import load_handler
 from infra.local.http_api import FunctionPool, LocalHttpApi
+from infra.local.scheduler import Scheduler, rate_seconds
 from infra.local.template import Template
+from lorapin.domain import clock
 
 LOCAL_OWNER = "lorapin-local"
 LOCAL_API_TOKEN = "r8_local"
@@ -32,24 +34,36 @@ class LocalStack:
     pools: dict[str, FunctionPool]
     template: Template
     aws_endpoint: str | None
+    scheduler: Scheduler | None = None
 
     @classmethod
     @contextlib.contextmanager
     def running(cls, *, host: str = "127.0.0.1", port: int = 0, replicate_port: int = 0, aws_port: int = 0,
                 training_seconds: float = 2.0, prediction_seconds: float = 1.0, aws_endpoint: str | None = None,
                 emulator: Any = None, template: Template | None = None, prefix: str = "lorapin-local",
-                pool_size: int = 1, quiet: bool = False) -> Iterator[LocalStack]:
+                pool_size: int = 1, quiet: bool = False, schedules: bool = False,
+                clock_rate: float = 1.0, env_overrides: dict[str, str] | None = None) -> Iterator[LocalStack]:
         """Start everything (or reuse a given moto endpoint / emulator) and stop it on exit.
 
         `quiet` keeps the functions' logs and metrics off stdout (for the demo's timeline).
+        `schedules` runs the template's `Schedule` events (the reconciler) at their rate.
+        `clock_rate` runs the stack's clock that many times faster than real time (every function,
+        the reconciler's schedule and the emulator's trainings follow it: `make bench`'s day).
         """
         from infra.emulator import TRAINER_VERSION_ID, ReplicateEmulator
 
         os.environ.update(LOCAL_CREDENTIALS)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
         function_overrides: dict[str, str] = {"POWERTOOLS_LOG_LEVEL": "WARNING"} if quiet else {}
+        function_overrides.update(env_overrides or {})
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        stack_clock = clock.Clock.accelerated(clock_rate) if clock_rate != 1.0 else clock.Clock()
+        if clock_rate != 1.0:
+            function_overrides["LORAPIN_CLOCK"] = stack_clock.spec
+        previous_clock = clock.current()
+        clock.use(stack_clock)
         with contextlib.ExitStack() as stack:
+            stack.callback(clock.use, previous_clock)
             if aws_endpoint is None:
                 from infra.local.moto_server import AtomicMotoServer
 
@@ -78,7 +92,13 @@ class LocalStack:
             api.start()
             dispatcher = EventDispatcher(aws, pools).start()
             stack.callback(dispatcher.stop)
-            yield cls(aws, emulator, api, dispatcher, pools, template, aws_endpoint)
+            scheduler = None
+            if schedules:
+                periods = {rule.function_id: rate_seconds(str(aws.resolver.resolve(rule.expression)))
+                           for spec in template.functions().values() for rule in spec.schedules}
+                scheduler = Scheduler(periods, lambda function_id, event: pools[function_id].invoke(event)).start()
+                stack.callback(scheduler.stop)
+            yield cls(aws, emulator, api, dispatcher, pools, template, aws_endpoint, scheduler)
 
     def serve_forever(self) -> None:
         """Serve until SIGINT or SIGTERM. The handlers are installed here rather than relied upon:

@@ -71,6 +71,15 @@ class EventRule:
     pattern: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ScheduleRule:
+    """A function's `Schedule` event: its expression, as the template gives it (maybe a `Ref`)."""
+
+    function_id: str
+    event_name: str
+    expression: Any
+
+
 @dataclass
 class FunctionSpec:
     logical_id: str
@@ -79,6 +88,7 @@ class FunctionSpec:
     environment: dict[str, Any] = field(default_factory=dict)
     routes: list[Route] = field(default_factory=list)
     rules: list[EventRule] = field(default_factory=list)
+    schedules: list[ScheduleRule] = field(default_factory=list)
 
 
 class Template:
@@ -113,6 +123,8 @@ class Template:
                     bus = event_props.get("EventBusName")
                     bus_resource = bus.get("Ref") if isinstance(bus, dict) else None
                     spec.rules.append(EventRule(logical_id, event_name, bus_resource, event_props["Pattern"]))
+                elif event.get("Type") == "Schedule":
+                    spec.schedules.append(ScheduleRule(logical_id, event_name, event_props["Schedule"]))
             specs[logical_id] = spec
         return specs
 

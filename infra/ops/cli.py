@@ -281,10 +281,10 @@ def _write(plan: RowPlan, repository: Repository) -> RowPlan:
     activated_at = plan.updated_at or now
     current = VersionInfo(id=plan.version.id, ref=plan.version.ref, trigger_word=plan.trigger_word, training_id=None,
                           seq=0, activated_at=activated_at, reason=ActivationReason.TRAINING)
-    model = ModelItem(plan.user_id, destination=plan.destination, trigger_word=plan.trigger_word,
-                      status=ModelStatus.READY,
-                      current_version=current, applied_seq=0, last_seq=0, created_at=plan.created_at or now,
-                      updated_at=now)
+    model = repository.new_model(plan.user_id, destination=plan.destination, trigger_word=plan.trigger_word,
+                                 status=ModelStatus.READY, current_version=current, applied_seq=0, last_seq=0,
+                                 created_at=plan.created_at or now)
+    model.updated_at = now
     version = VersionItem(plan.user_id, plan.version.id, ref=plan.version.ref, destination=plan.destination,
                           trigger_word=plan.trigger_word, training_id=None, seq=0, image_count=0,
                           created_at=activated_at)

@@ -12,6 +12,7 @@ from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from lorapin.adapters.settings import Settings, get_settings
+from lorapin.domain import clock
 
 if TYPE_CHECKING:
     from lorapin.adapters.event_bus import EventPublisher, EventsClient
@@ -36,6 +37,8 @@ class Runtime:
     def __init__(self, settings: Settings, *, replicate: Replicate | None = None,
                  events_client: EventsClient | None = None) -> None:
         self.settings = settings
+        if settings.clock != clock.SYSTEM:  # the local stack's accelerated clock (make bench)
+            clock.use(clock.Clock.parse(settings.clock))
         self._given_replicate = replicate
         self._given_events_client = events_client
 
@@ -65,7 +68,8 @@ class Runtime:
             return self._given_replicate
         from lorapin.adapters.replicate_gateway import ReplicateGateway
 
-        return ReplicateGateway(self.secrets.api_token, self.settings.replicate_base_url)
+        return ReplicateGateway(self.secrets.api_token, self.settings.replicate_base_url,
+                                timeout_seconds=self.settings.replicate_timeout_seconds)
 
     @cached_property
     def media(self) -> MediaStore:
@@ -83,7 +87,7 @@ class Runtime:
         from lorapin.services.training_start import Trainings
 
         return Trainings(self.settings, self.repository, lambda: self.replicate, lambda: self.media,
-                         self.training_webhook_url)
+                         self.training_webhook_url, self.publisher)
 
     def completion(self) -> TrainingCompletion:
         from lorapin.services.training_completion import TrainingCompletion
@@ -96,8 +100,15 @@ class Runtime:
         return ModelHistory(self.repository, self.publisher)
 
     def reconciler(self, limits: ReconcilerLimits | None = None) -> Reconciler:
-        from lorapin.services.reconciler import Reconciler
+        """The reconciler, with the deployment's budgets unless `limits` are given (tests)."""
+        from datetime import timedelta
 
+        from lorapin.services.reconciler import Reconciler, ReconcilerLimits
+
+        settings = self.settings
+        limits = limits or ReconcilerLimits(time_budget=timedelta(seconds=settings.reconcile_time_budget_seconds),
+                                            call_budget=settings.reconcile_call_budget,
+                                            drift_models=settings.reconcile_drift_checks)
         return Reconciler(self.repository, self.completion(), self.generations(), lambda: self.replicate,
                           limits=limits)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,13 @@ import pytest
 
 from lorapin.adapters.repository import Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
-from lorapin.adapters.tables import ModelItem, TrainingItem
-from lorapin.domain.clock import new_id, now_iso
+from lorapin.adapters.tables import TrainingItem
+from lorapin.domain.clock import new_id, now_iso, parse_iso
+from lorapin.domain.schedule import estimate_duration, first_training_check
 from lorapin.domain.statuses import ModelStatus, TrainingStatus
 from lorapin.domain.versions import ModelName
 from lorapin.runtime import Runtime
-from tests.fakes import FakeReplicate, RecordingBus
+from tests.fakes import FakeReplicate, ManualClock, RecordingBus
 
 
 class SocketsAreOff(RuntimeError):
@@ -59,8 +61,9 @@ class Services:
         now = now_iso()
         if model is None:
             self.replicate.create_model(destination)
-        new_model = None if model else ModelItem(user, destination=str(destination), trigger_word=trigger_word,
-                                                 status=ModelStatus.TRAINING, created_at=now, updated_at=now)
+        new_model = None if model else self.repository.new_model(user, destination=str(destination),
+                                                                 trigger_word=trigger_word,
+                                                                 status=ModelStatus.TRAINING, created_at=now)
         training = TrainingItem(new_id("trn"), user_id=user, seq=int(model.last_seq) + 1 if model else 1,
                                 status=TrainingStatus.STARTING, mode="replace", image_count=12,
                                 trigger_word=model.trigger_word if model else trigger_word,
@@ -71,7 +74,9 @@ class Services:
             trainer_model=settings.trainer_model, trainer_version=settings.trainer_version, destination=destination,
             input={"input_images": "https://example.invalid/photos.zip"},
             webhook=self.runtime.training_webhook_url(training.training_id))
-        TrainingStarts.attach_replicate_training(training, created.id, created.status)
+        TrainingStarts.attach_replicate_training(
+            training, created.id, created.status,
+            first_check=first_training_check(parse_iso(now), estimate_duration(1000)))
         stored = self.repository.get_training(training.training_id)
         assert stored is not None
         return stored
@@ -103,3 +108,15 @@ def services(shared_in_process_aws: Any) -> Services:
 def isolated_services(in_process_aws: Any) -> Services:
     """Fresh fakes on fresh tables: for what reads across users (the reconciler's scans)."""
     return services_on(in_process_aws)
+
+
+@pytest.fixture
+def clock() -> Iterator[ManualClock]:
+    """Time that moves only when the test says so (every timestamp and schedule follows it)."""
+    from lorapin.domain import clock as lorapin_clock
+
+    manual = ManualClock()
+    previous = lorapin_clock.current()
+    lorapin_clock.use(manual)
+    yield manual
+    lorapin_clock.use(previous)

@@ -49,10 +49,11 @@ def test_same_success_twice_is_a_duplicate() -> None:
     assert decision.outcome is Outcome.DUPLICATE
 
 
-def test_a_different_version_for_an_already_succeeded_training_is_rejected() -> None:
+def test_a_different_version_for_an_already_succeeded_training_is_refused_and_changes_nothing() -> None:
     decision = decide_completion(training(), stored(seq=2, status="succeeded", version_id="e" * 64), model(2))
-    assert decision.action is Action.REJECT
-    assert decision.outcome is None
+    assert decision.action is Action.REFUSE_CONFLICT
+    assert decision.outcome is Outcome.REJECTED
+    assert decision.version is None and decision.status is None
 
 
 @pytest.mark.parametrize("status", ["failed", "canceled", "aborted", "exploded"])
@@ -68,15 +69,22 @@ def test_failure_after_failure_is_a_duplicate() -> None:
     assert decision.action is Action.DUPLICATE
 
 
-def test_success_with_the_trainers_version_is_rejected() -> None:
+def test_success_with_the_trainers_version_ends_the_training_failed_with_its_code() -> None:
     decision = decide_completion(training(output={"version": f"{DEST}:{TRAINER}"}), stored(), model())
     assert decision.action is Action.REJECT
+    assert decision.outcome is Outcome.REJECTED
     assert "trainer" in decision.reason
+    assert (decision.status, decision.error_code, decision.version) == ("failed", "INVALID_OUTPUT_VERSION", None)
 
 
 def test_success_with_another_models_version_is_rejected() -> None:
     decision = decide_completion(training(output={"version": f"evil/model:{NEW}"}), stored(), model())
     assert decision.action is Action.REJECT
+
+
+def test_an_unusable_version_for_a_training_already_ended_is_a_duplicate() -> None:
+    decision = decide_completion(training(output={"version": f"{DEST}:{TRAINER}"}), stored(status="failed"), model())
+    assert decision.action is Action.DUPLICATE
 
 
 def test_unknown_training_and_mismatched_id_are_ignored() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lorapin.adapters.replicate_gateway import ReplicateRejected
+from lorapin.adapters.replicate_gateway import CreateOutcomeUnknown, ReplicateRejected
 from lorapin.domain.completion import Outcome
 from lorapin.domain.errors import NoModelToGenerateWith, NotYetRecorded, UpstreamRejected, UpstreamUnavailable
 from lorapin.services.generation import GenerationRequest
@@ -117,7 +117,7 @@ def test_a_prediction_replicate_does_not_create_fails_the_generation(
         ask(services)
     [generation] = services.repository.generations_of(services.user)
     assert generation.status == "failed" and generation.error
-    assert generation.active_shard is None  # nothing left for the reconciler to chase
+    assert generation.due_shard is None  # nothing left for the reconciler to chase
 
 
 def test_each_prediction_is_sent_a_seed_and_the_generation_records_it(services: Services) -> None:
@@ -128,3 +128,67 @@ def test_each_prediction_is_sent_a_seed_and_the_generation_records_it(services: 
     assert sent[str(chosen.replicate_prediction_id)] == 42 == chosen.seed
     assert sent[str(random.replicate_prediction_id)] == random.seed
     assert random.seed is not None and 0 <= random.seed <= 2**31 - 1
+
+
+def test_problem_4_a_prediction_refused_while_releasing_fails_that_one_and_the_others_go_on(
+        services: Services) -> None:
+    """Before: `return_to_waiting` ran after `fail_generation` and raised a raw UpdateError,
+    ending the event consumer (and the reconciler's run) with the other generations unreleased."""
+    training = services.start_training()
+    first, second = ask(services, prompt="one"), ask(services, prompt="two")
+    finished = services.replicate.finish_training(str(training.replicate_training_id))
+    services.runtime.completion().apply(finished, training_id_hint=training.training_id)
+    [event] = services.bus.events("ModelVersionActivated")
+    services.replicate.fail_next("create_prediction", ReplicateRejected(422, "Invalid input"))
+    released = services.runtime.generations().release_waiting(event["user_id"], event["version_id"])
+    assert released == 1
+    statuses = {g: services.repository.get_generation(g).status for g in (first, second)}  # type: ignore[union-attr]
+    assert sorted(statuses.values()) == ["failed", "starting"]
+
+
+def test_a_release_that_cannot_reach_replicate_puts_the_generation_back_and_asks_again(services: Services) -> None:
+    training = services.start_training()
+    waiting = ask(services)
+    finished = services.replicate.finish_training(str(training.replicate_training_id))
+    services.runtime.completion().apply(finished, training_id_hint=training.training_id)
+    [event] = services.bus.events("ModelVersionActivated")
+    services.replicate.fail_next("create_prediction", UpstreamUnavailable("Replicate is unreachable"))
+    with pytest.raises(UpstreamUnavailable):  # EventBridge retries the event
+        services.runtime.generations().release_waiting(event["user_id"], event["version_id"])
+    assert services.repository.get_generation(waiting).status == "waiting_for_model"  # type: ignore[union-attr]
+    assert services.runtime.generations().release_waiting(event["user_id"], event["version_id"]) == 1
+
+
+def test_when_the_first_training_fails_what_waited_for_it_fails_too(services: Services) -> None:
+    training = services.start_training()
+    waiting = ask(services)
+    failed = services.replicate.finish_training(str(training.replicate_training_id), "failed")
+    services.runtime.completion().apply(failed, training_id_hint=training.training_id)
+    [event] = services.bus.events("TrainingFailed")
+    assert services.runtime.generations().fail_waiting(event["user_id"]) == 1
+    stored = services.repository.get_generation(waiting)
+    assert stored is not None and (stored.status, stored.error_code) == ("failed", "TRAINING_FAILED")
+    assert services.runtime.generations().fail_waiting(event["user_id"]) == 0  # a duplicate event: nothing more
+
+
+def test_problem_6_a_prediction_create_that_timed_out_is_adopted_not_created_twice(services: Services) -> None:
+    """Before: a timeout of predictions.create was treated as "not created": the generation failed
+    and the user's retry paid for a second prediction, while Replicate ran the first."""
+    services.train()
+    services.replicate.create_then_time_out("create_prediction")
+    generation_id = ask(services)
+    assert services.replicate.calls.count("create_prediction") == 1
+    [prediction] = services.replicate.predictions.values()
+    stored = services.repository.get_generation(generation_id)
+    assert stored is not None and stored.replicate_prediction_id == prediction["id"]
+    assert stored.status in ("starting", "processing")
+
+
+def test_a_prediction_create_that_timed_out_and_created_nothing_fails_and_may_be_retried(services: Services) -> None:
+    services.train()
+    services.replicate.fail_next("create_prediction", CreateOutcomeUnknown("Replicate did not answer"))
+    with pytest.raises(UpstreamUnavailable):
+        ask(services)
+    [generation] = services.repository.generations_of(services.user)
+    assert generation.status == "failed"
+    assert services.replicate.predictions == {}

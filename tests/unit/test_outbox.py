@@ -20,7 +20,7 @@ def a_stored_event(services: Services) -> tuple[TrainingItem, dict[str, Any]]:
     """A training whose success was written with its event in the outbox, leased to the writer."""
     training = services.start_training()
     event: dict[str, Any] = {"detail_type": "ModelVersionActivated", "detail": {"user_id": training.user_id, "seq": 1}}
-    training.update(actions=outbox.store_actions(event, TrainingItem))
+    training.update(actions=outbox.store_actions(event, TrainingItem, "t0"))
     return TrainingItem.get(training.training_id, consistent_read=True), event
 
 
@@ -34,7 +34,7 @@ def test_the_writer_publishes_its_leased_event_once_and_the_outbox_is_emptied(se
     assert services.bus.events("ModelVersionActivated") == [event["detail"]]
     stored = TrainingItem.get(training.training_id, consistent_read=True)
     assert stored.pending_event is None and stored.publish_lease_until is None
-    assert stored.active_shard is None  # nothing left for the reconciler
+    assert stored.due_shard is None and stored.due_at is None  # nothing left for the reconciler
     assert Outbox(services.runtime.publisher).publish_pending(stored) is False
     assert len(services.bus.entries) == 1
 
@@ -68,7 +68,7 @@ def test_a_failed_publish_keeps_the_event_and_hands_the_lease_back_at_once(servi
 def test_clearing_keeps_a_newer_event_that_replaced_the_published_one(services: Services) -> None:
     training, first = a_stored_event(services)
     newer = {"detail_type": "TrainingFailed", "detail": {"user_id": training.user_id}}
-    training.update(actions=outbox.store_actions(newer, TrainingItem))
+    training.update(actions=outbox.store_actions(newer, TrainingItem, "t0"))
     outbox.clear(training, first)
     assert TrainingItem.get(training.training_id, consistent_read=True).pending_event == newer
 
@@ -77,7 +77,7 @@ def test_a_models_outbox_works_the_same_way(services: Services) -> None:
     services.start_training()
     model = ModelItem.get(services.user, consistent_read=True)
     event = {"detail_type": "ModelVersionActivated", "detail": {"user_id": services.user, "reason": "rollback"}}
-    model.update(actions=outbox.store_actions(event, ModelItem))
+    model.update(actions=outbox.store_actions(event, ModelItem, "m0"))
     box = Outbox(services.runtime.publisher)
     assert box.publish_pending(ModelItem.get(services.user)) is False  # leased to its writer
     expire_lease(model)

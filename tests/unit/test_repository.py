@@ -28,8 +28,8 @@ def start(repo: Repository, user: str = "u1", *, replicate_id: str | None = None
     training = TrainingItem(f"trn_{user}_{seq}", user_id=user, seq=seq, status="starting", trigger_word="TOK",
                             destination=DEST, trainer_model="o/t", trainer_version="b" * 64,
                             created_at=f"2026-01-01T00:00:0{seq}.000Z")
-    new_model = None if model else ModelItem(user, destination=DEST, trigger_word="TOK", status="training",
-                                             created_at="2026", updated_at="2026")
+    new_model = None if model else repo.new_model(user, destination=DEST, trigger_word="TOK", status="training",
+                                                  created_at="2026-01-01T00:00:00.000Z")
     TrainingStarts(repo).begin(model, training, new_model=new_model)
     TrainingStarts.attach_replicate_training(training, replicate_id or f"r8_{seq}", "starting")
     stored = repo.get_training(training.training_id)
@@ -74,7 +74,7 @@ def test_a_second_training_cannot_start_while_one_is_in_flight(repo: Repository)
     model = repo.get_model("u1")
     assert model is not None
     second = TrainingItem("trn_other", user_id="u1", seq=2, status="starting", trigger_word="TOK", destination=DEST,
-                          trainer_model="o/t", trainer_version="b" * 64, created_at="2026")
+                          trainer_model="o/t", trainer_version="b" * 64, created_at="2026-01-01T00:00:09.000Z")
     with pytest.raises(GuardRejected):
         TrainingStarts(repo).begin(model, second)
     assert repo.get_training("trn_other") is None
@@ -162,4 +162,4 @@ def test_one_caller_at_a_time_holds_the_outbox_lease(repo: Repository) -> None:
     outbox.release(TrainingItem(training.training_id))
     assert outbox.claim(TrainingItem(training.training_id)) is None  # nothing left to publish
     stored = repo.get_training(training.training_id)
-    assert stored is not None and stored.pending_event is None and stored.active_shard is None
+    assert stored is not None and stored.pending_event is None and stored.due_shard is None

@@ -14,7 +14,7 @@ from infra.local.template import Template
 from infra.resign_event import resign
 from lorapin.adapters.repository import Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
-from lorapin.adapters.tables import ModelItem, TrainingItem
+from lorapin.adapters.tables import TrainingItem
 from tests.fixtures import UNIT_SIGNING_SECRET
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -28,8 +28,8 @@ def seed_from_sample(repo: Repository) -> None:
     """State matching the samples: user-sample-1's training trn_20260101000000a1b2c3d4e5f60718 is running."""
     body = json.loads(load("training_succeeded.json")["body"])
     destination = body["output"]["version"].split(":")[0]
-    model = ModelItem("user-sample-1", destination=destination, trigger_word="TOK", status="training",
-                      created_at="2026-11-24T10:00:00.000Z", updated_at="2026-11-24T10:00:00.000Z")
+    model = repo.new_model("user-sample-1", destination=destination, trigger_word="TOK", status="training",
+                           created_at="2026-11-24T10:00:00.000Z")
     training = TrainingItem("trn_20260101000000a1b2c3d4e5f60718", user_id="user-sample-1", seq=1, status="starting",
                             trigger_word="TOK", destination=destination, trainer_model=body["model"],
                             trainer_version=body["version"], created_at="2026-11-24T10:00:00.000Z")

@@ -11,7 +11,7 @@ from lorapin.adapters.guards import GuardRejected
 from lorapin.adapters.repository import Repository
 from lorapin.adapters.tables import TrainingItem
 from lorapin.domain.completion import Outcome
-from lorapin.domain.errors import EventPublishFailed, InvalidOutputVersion, NotYetRecorded
+from lorapin.domain.errors import EventPublishFailed, NotYetRecorded
 from lorapin.domain.replicate_objects import ReplicateTraining
 from lorapin.domain.versions import VersionRef
 from lorapin.services import training_completion
@@ -89,17 +89,29 @@ def test_a_guard_lost_on_every_attempt_gives_up_after_the_bound(services: Servic
     assert services.bus.entries == []
 
 
-def test_an_unusable_output_version_is_refused_and_nothing_is_written(services: Services) -> None:
+def test_an_unusable_output_version_ends_the_training_failed_and_frees_the_user(services: Services) -> None:
+    # Given a training that Replicate reports succeeded with the trainer's own version (R2)
     training = services.start_training()
     trainer_version = VersionRef.of(training.trainer_model, training.trainer_version).ref
     finished = services.replicate.finish_training(str(training.replicate_training_id),
                                                   output={"version": trainer_version})
-    before = TrainingItem.get(training.training_id, consistent_read=True).attribute_values
-    with pytest.raises(InvalidOutputVersion):
-        services.runtime.completion().apply(finished, training_id_hint=training.training_id)
-    assert TrainingItem.get(training.training_id, consistent_read=True).attribute_values == before
-    assert services.repository.get_model(services.user).current_version is None  # type: ignore[union-attr]
-    assert services.bus.entries == []
+    # When it is applied
+    result = services.runtime.completion().apply(finished, training_id_hint=training.training_id)
+    # Then the delivery is answered `rejected` (200: Replicate need not redeliver) ...
+    assert result.outcome is Outcome.REJECTED
+    # ... the training ends failed with its code, no version is stored or made current ...
+    stored = TrainingItem.get(training.training_id, consistent_read=True)
+    assert (stored.status, stored.error_code) == ("failed", "INVALID_OUTPUT_VERSION")
+    assert stored.version_id is None and stored.due_shard is None
+    assert services.repository.versions_of(services.user) == []
+    model = services.repository.get_model(services.user)
+    assert model is not None and model.current_version is None
+    # ... the user can train again, and whoever waited is told
+    assert model.in_flight_training_id is None
+    assert [e["training_id"] for e in services.bus.events("TrainingFailed")] == [training.training_id]
+    # and the same delivery again changes nothing
+    assert services.runtime.completion().apply(finished).outcome is Outcome.DUPLICATE
+    assert len(services.bus.entries) == 1
 
 
 def test_a_delivery_before_the_replicate_id_is_stored_asks_for_a_redelivery(services: Services) -> None:

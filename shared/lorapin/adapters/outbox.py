@@ -15,28 +15,32 @@ from typing import Any
 from lorapin.adapters.event_bus import EventPublisher
 from lorapin.adapters.guards import write_if
 from lorapin.adapters.tables import ModelItem, TrainingItem
-from lorapin.domain.clock import iso, now_iso
+from lorapin.domain.clock import iso, now_iso, processing_time
 from lorapin.domain.errors import EventPublishFailed
 
-LEASE = timedelta(seconds=60)  # longer than any function's timeout: a crashed holder's lease lapses
+LEASE = timedelta(seconds=60)  # real time, longer than any function's timeout: a crashed holder's lease lapses
 
 OutboxItem = ModelItem | TrainingItem
 
 
 def lease_until(moment: str) -> str:
-    return iso(datetime.fromisoformat(moment) + LEASE)
+    return iso(datetime.fromisoformat(moment) + processing_time(LEASE))
 
 
-def store_actions(event: dict[str, Any], item_class: type[OutboxItem]) -> list[Any]:
-    """Update actions that put `event` in the outbox, leased to the writer."""
-    return [item_class.pending_event.set(event), item_class.publish_lease_until.set(lease_until(now_iso()))]
+def store_actions(event: dict[str, Any], item_class: type[OutboxItem], due_shard: str) -> list[Any]:
+    """Update actions that put `event` in the outbox, leased to the writer. The item is on the
+    reconciler's schedule from the moment the lease lapses, in case its writer never publishes."""
+    lease = lease_until(now_iso())
+    return [item_class.pending_event.set(event), item_class.publish_lease_until.set(lease),
+            item_class.due_shard.set(due_shard), item_class.due_at.set(lease)]
 
 
 def claim(item: OutboxItem) -> dict[str, Any] | None:
     """Take the lease of `item`'s outbox: its event, or None when there is none or it is leased."""
     cls, now = type(item), now_iso()
+    lease = lease_until(now)
     claimed = write_if(lambda: item.update(  # PynamoDB reads the item back (ALL_NEW) into `item`
-        actions=[cls.publish_lease_until.set(lease_until(now))],
+        actions=[cls.publish_lease_until.set(lease), cls.due_at.set(lease)],
         condition=cls.pending_event.exists()
         & (cls.publish_lease_until.does_not_exist() | (cls.publish_lease_until < now))))
     if not claimed:
@@ -48,15 +52,16 @@ def claim(item: OutboxItem) -> dict[str, Any] | None:
 def release(item: OutboxItem) -> None:
     """Publishing failed: let the next delivery or the reconciler try at once."""
     cls = type(item)
-    write_if(lambda: item.update(actions=[cls.publish_lease_until.remove()], condition=cls.pending_event.exists()))
+    write_if(lambda: item.update(actions=[cls.publish_lease_until.remove(), cls.due_at.set(now_iso())],
+                                 condition=cls.pending_event.exists()))
 
 
 def clear(item: OutboxItem, event: dict[str, Any]) -> None:
-    """The event is published: empty the outbox, unless a newer event has replaced it there."""
+    """The event is published: empty the outbox and take the item off the reconciler's schedule,
+    unless a newer event has replaced it there."""
     cls = type(item)
-    actions: list[Any] = [cls.pending_event.remove(), cls.publish_lease_until.remove()]
-    if isinstance(item, TrainingItem):
-        actions.append(TrainingItem.active_shard.remove())  # off the reconciler's index
+    actions: list[Any] = [cls.pending_event.remove(), cls.publish_lease_until.remove(), cls.due_shard.remove(),
+                          cls.due_at.remove()]
     write_if(lambda: item.update(actions=actions, condition=cls.pending_event == event))
 
 

@@ -1,8 +1,10 @@
 """Everything lorapin asks of Replicate, over the real `replicate` client.
 
 POSTs are never retried by the client, and a retried POST can create a duplicate (no idempotency
-key), so `create_prediction` retries only what Replicate refused (429) or what surely never left
-(a connect error), with bounded backoff, and then raises `UpstreamUnavailable` (503 + Retry-After).
+key), so a create is retried only when Replicate refused it (429) or it surely never left (a connect
+error), with bounded backoff, and then raises `UpstreamUnavailable` (503 + Retry-After). A create
+that timed out or answered 5xx may have created the object: that raises `CreateOutcomeUnknown`, and
+the caller looks the object up (`find_training`, `find_prediction`) before it abandons anything.
 Webhook bodies and trainings are parsed with our tolerant models (`aborted` breaks the client's).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lorapin.domain.errors import UpstreamUnavailable
@@ -27,6 +30,10 @@ RETRY_DELAYS_SECONDS = (0.25, 0.75, 1.5)  # bounded: the caller's API request mu
 MAX_DOWNLOAD_BYTES = 30 * 1024 * 1024
 
 
+class CreateOutcomeUnknown(UpstreamUnavailable):
+    """A create call timed out or failed on Replicate's side: the object may exist. Look it up."""
+
+
 class ReplicateRejected(Exception):
     """Replicate answered a 4xx other than 429: retrying will not help."""
 
@@ -38,12 +45,14 @@ class ReplicateRejected(Exception):
 
 class ReplicateGateway:
     def __init__(self, api_token: str, base_url: str, *, sleep: Callable[[float], None] = time.sleep,
-                 retry_delays: tuple[float, ...] = RETRY_DELAYS_SECONDS) -> None:
+                 retry_delays: tuple[float, ...] = RETRY_DELAYS_SECONDS,
+                 timeout_seconds: float = READ_TIMEOUT_SECONDS) -> None:
         self._api_token = api_token
         self._base_url = base_url.rstrip("/")
         self._client: replicate.Client | None = None
         self._sleep = sleep
         self._retry_delays = retry_delays
+        self._timeout = timeout_seconds
 
     @property
     def client(self) -> replicate.Client:
@@ -53,7 +62,7 @@ class ReplicateGateway:
 
             self._client = replicate.Client(
                 api_token=self._api_token, base_url=self._base_url,
-                timeout=httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS))
+                timeout=httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT_SECONDS))
         return self._client
 
     # --- predictions -----------------------------------------------------------------------------
@@ -133,14 +142,17 @@ class ReplicateGateway:
             except ReplicateError as exc:
                 if exc.status != 429 and (exc.status is None or exc.status < 500):
                     raise ReplicateRejected(exc.status, exc.detail or str(exc)) from exc
-                if exc.status != 429 or delay is None:  # a 5xx may have created it: don't repeat
-                    raise UpstreamUnavailable(f"Replicate answered {exc.status}: {exc.detail}",
+                if exc.status != 429:  # a 5xx may have created it: don't repeat, look it up
+                    raise CreateOutcomeUnknown(f"Replicate answered {exc.status}: {exc.detail}",
+                                               retry_after_seconds=10) from exc
+                if delay is None:
+                    raise UpstreamUnavailable(f"Replicate refused the call: {exc.detail}",
                                               retry_after_seconds=10) from exc
-            except httpx.ConnectError as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # never reached Replicate
                 if delay is None:
                     raise UpstreamUnavailable(f"Replicate is unreachable: {exc}", retry_after_seconds=10) from exc
-            except httpx.HTTPError as exc:
-                raise UpstreamUnavailable(f"Replicate did not answer: {exc}", retry_after_seconds=10) from exc
+            except httpx.HTTPError as exc:  # sent, but no answer: it may have been created
+                raise CreateOutcomeUnknown(f"Replicate did not answer: {exc!r}", retry_after_seconds=10) from exc
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -160,6 +172,52 @@ class ReplicateGateway:
             raise UpstreamUnavailable(f"Replicate did not answer: {exc}") from exc
 
     # --- lists ---------------------------------------------------------------------------------------
+    def recent(self, kind: str, since: datetime, *, max_pages: int) -> tuple[list[dict[str, Any]], bool]:
+        """The account's `kind` ("trainings" or "predictions") created since `since`, newest first
+        (100 a page), and whether the listing reached back that far (False: the page budget ran out)."""
+        from functools import partial
+
+        found: list[dict[str, Any]] = []
+        path = f"/v1/{kind}"
+        for _ in range(max_pages):
+            page = self._call(partial(self.client._request, "GET", path)).json()
+            for item in page.get("results", []):
+                if not isinstance(item, dict):
+                    continue
+                created = _created_at(item)
+                if created is not None and created < since:
+                    return found, True
+                found.append(item)
+            next_url = page.get("next")
+            if not next_url:
+                return found, True
+            path = next_url.split(self._base_url, 1)[-1]
+        return found, False
+
+    def find_training(self, training_id: str, since: datetime, *, max_pages: int = 3) -> ReplicateTraining | None:
+        """The training whose input names our `training_id` (its zip's key holds it), created
+        since `since`; None when certainly absent; `UpstreamUnavailable` when that is not known."""
+        items, complete = self.recent("trainings", since, max_pages=max_pages)
+        for item in items:
+            if training_id in str((item.get("input") or {}).get("input_images", "")):
+                return ReplicateTraining.model_validate(item)
+        if not complete:
+            raise UpstreamUnavailable(f"could not confirm whether training {training_id} was created")
+        return None
+
+    def find_prediction(self, version: VersionRef, input: dict[str, Any], since: datetime, *,
+                        max_pages: int = 3) -> ReplicatePrediction | None:
+        """The prediction of exactly this version and input (the seed makes it unique), created since
+        `since`; None when certainly absent; `UpstreamUnavailable` when that is not known."""
+        items, complete = self.recent("predictions", since, max_pages=max_pages)
+        for item in items:
+            sent = item.get("input") or {}
+            if item.get("version") == version.id and all(sent.get(k) == v for k, v in input.items()):
+                return ReplicatePrediction.model_validate(item)
+        if not complete:
+            raise UpstreamUnavailable("could not confirm whether the prediction was created")
+        return None
+
     def paged_results(self, path: str, *, max_pages: int) -> Iterator[dict[str, Any]]:
         """The `results` of a cursor-paginated list, page after page (at most `max_pages`), newest first."""
         from functools import partial
@@ -172,3 +230,10 @@ class ReplicateGateway:
             yield from (item for item in page.get("results", []) if isinstance(item, dict))
             next_url = page.get("next")
             next_path = next_url.split(self._base_url, 1)[-1] if next_url else None
+
+
+def _created_at(item: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(item["created_at"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None

@@ -1,13 +1,15 @@
-"""Data access for models, trainings, versions and generations (PynamoDB).
+"""Data access for models, trainings, versions, generations and the reconciler's state (PynamoDB).
 
 Every write that moves the current version carries its guard as a DynamoDB condition (I1), so
 two deliveries racing each other cannot both win: the loser gets `GuardRejected` and the caller
-re-reads and decides again (`lorapin.adapters.guards`).
+re-reads and decides again (`lorapin.adapters.guards`). What the reconciler must look at carries
+`due_shard`/`due_at` (`lorapin.domain.schedule`); a write that ends the work takes them off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.connection import Connection
@@ -18,26 +20,41 @@ from lorapin.adapters.guards import GuardRejected, guarded, guarded_transaction,
 from lorapin.adapters.outbox import store_actions
 from lorapin.adapters.settings import Settings
 from lorapin.adapters.tables import (
-    ACTIVE_SHARD,
+    DRIFT_SHARD,
+    GENERATION_SHARD,
+    MODEL_SHARD,
+    TRAINING_SHARD,
     GenerationItem,
     ModelItem,
+    StateItem,
     TrainingItem,
     VersionInfo,
     VersionItem,
     bind_tables,
 )
-from lorapin.domain.clock import now_iso
+from lorapin.domain.clock import iso, now_iso, parse_iso, processing_time
 from lorapin.domain.events import ModelVersionActivated, TrainingFailed
+from lorapin.domain.schedule import PREDICTION_FIRST_CHECK, shard_of
 from lorapin.domain.statuses import ActivationReason, GenerationStatus, ModelStatus, TrainingStatus
 from lorapin.domain.versions import VersionRef
 
 __all__ = ["GuardRejected", "Repository", "TrainingStarts"]
+
+RECONCILER_STATE = "reconciler"
 
 
 class Repository:
     def __init__(self, settings: Settings) -> None:
         bind_tables(settings)
         self._connection = Connection(region=settings.aws_region, host=settings.aws_endpoint_url)
+        self.shards = settings.in_flight_shards
+
+    def shard(self, prefix: str, item_id: str) -> str:
+        """The partition key an item's schedule entry lives under, e.g. `t7` (docs/CAPACITY.md)."""
+        return f"{prefix}{shard_of(item_id, self.shards)}"
+
+    def shard_keys(self, prefix: str) -> list[str]:
+        return [f"{prefix}{n}" for n in range(self.shards)]
 
     # --- reads -------------------------------------------------------------------------------
     @staticmethod
@@ -93,25 +110,49 @@ class Repository:
         yield from GenerationItem.waiting.query(user_id)
 
     @staticmethod
-    def active_trainings(created_before: str, *, limit: int) -> Iterator[TrainingItem]:
-        """Trainings in flight or with an event still to publish, oldest first (the reconciler's work)."""
-        yield from TrainingItem.active.query(ACTIVE_SHARD, TrainingItem.created_at < created_before, limit=limit)
-
-    @staticmethod
-    def active_generations(created_before: str, *, limit: int) -> Iterator[GenerationItem]:
-        yield from GenerationItem.active.query(ACTIVE_SHARD, GenerationItem.created_at < created_before,
-                                               limit=limit)
-
-    @staticmethod
-    def models_updated_since(since: str, *, limit: int) -> Iterator[ModelItem]:
-        from lorapin.adapters.tables import DRIFT_SHARD
-
-        yield from ModelItem.recent.query(DRIFT_SHARD, ModelItem.updated_at > since, limit=limit)
-
-    @staticmethod
     def all_models() -> Iterator[ModelItem]:
         """Every model (operator tools: an audit reads them all)."""
         yield from ModelItem.scan()
+
+    # --- the reconciler's schedule ---------------------------------------------------------------
+    @staticmethod
+    def due_page(kind: type[TrainingItem] | type[GenerationItem] | type[ModelItem], shard: str, now: str, *,
+                 limit: int, start: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, Any] | None]:
+        """One page of the items of a shard due by `now`, most overdue first, and where the next
+        page starts (None: there is none)."""
+        pages = kind.due.query(shard, kind.due_at <= now, limit=limit, last_evaluated_key=start)
+        items = list(pages)
+        return items, pages.last_evaluated_key
+
+    @staticmethod
+    def least_recently_checked_models(shard: str, *, limit: int) -> list[ModelItem]:
+        return list(ModelItem.drift.query(shard, limit=limit))
+
+    @staticmethod
+    def reschedule(item: TrainingItem | GenerationItem, due_at: datetime, interval: timedelta | None) -> bool:
+        """Look at `item` again at `due_at`, if it is still on the schedule (its webhook may have
+        taken it off meanwhile: then nothing is written)."""
+        cls = type(item)
+        actions: list[Any] = [cls.due_at.set(iso(due_at))]
+        actions.append(cls.check_interval.set(interval.total_seconds()) if interval else cls.check_interval.remove())
+        return write_if(lambda: item.update(actions=actions, condition=cls.due_shard.exists()))
+
+    @staticmethod
+    def mark_drift_checked(model: ModelItem, at: str) -> None:
+        write_if(lambda: model.update(actions=[ModelItem.drift_checked_at.set(at)],
+                                      condition=ModelItem.user_id.exists()))
+
+    @staticmethod
+    def reconciler_state() -> StateItem:
+        try:
+            return StateItem.get(RECONCILER_STATE, consistent_read=True)
+        except DoesNotExist:
+            return StateItem(RECONCILER_STATE, next_shard=0, durations={})
+
+    @staticmethod
+    def save_reconciler_state(state: StateItem) -> None:
+        state.updated_at = now_iso()
+        state.save()
 
     # --- training completion (the webhook and the reconciler) ------------------------------------
     def apply_activation(self, training: TrainingItem, version: VersionRef, event: ModelVersionActivated, *,
@@ -145,7 +186,7 @@ class Repository:
                    else ModelItem.in_flight_training_id.does_not_exist()),
             )
             tx.update(TrainingItem(training.training_id),
-                      actions=self._success_actions(version, activated_at, outbox),
+                      actions=self._success_actions(training, version, activated_at, outbox),
                       condition=TrainingItem.status.is_in(*TrainingStatus.in_flight()))
             tx.save(self._version_item(training, version, activated_at),
                     condition=VersionItem.version_id.does_not_exist())
@@ -155,23 +196,26 @@ class Repository:
         """A late success: keep the version in the history, leave the current version alone."""
         with guarded_transaction(self._connection) as tx:
             tx.update(TrainingItem(training.training_id),
-                      actions=self._success_actions(version, completed_at, None),
+                      actions=self._success_actions(training, version, completed_at, None),
                       condition=TrainingItem.status.is_in(*TrainingStatus.in_flight(), *TrainingStatus.failures()))
             tx.save(self._version_item(training, version, completed_at),
                     condition=VersionItem.version_id.does_not_exist())
 
-    @staticmethod
-    def _success_actions(version: VersionRef, completed_at: str, pending_event: dict[str, Any] | None) -> list[Any]:
+    def _success_actions(self, training: TrainingItem, version: VersionRef, completed_at: str,
+                         pending_event: dict[str, Any] | None) -> list[Any]:
         actions = [
             TrainingItem.status.set(TrainingStatus.SUCCEEDED),
             TrainingItem.version_id.set(version.id),
             TrainingItem.completed_at.set(completed_at),
             TrainingItem.error.remove(),
+            TrainingItem.error_code.remove(),
+            TrainingItem.check_interval.remove(),
         ]
-        if pending_event:  # stays on the `active` index until published, so the reconciler sees it
-            actions += store_actions(pending_event, TrainingItem)
+        if pending_event:  # stays on the schedule until published, so the reconciler sees it
+            actions += store_actions(pending_event, TrainingItem, self.shard(TRAINING_SHARD, training.training_id))
         else:
-            actions += [TrainingItem.pending_event.remove(), TrainingItem.active_shard.remove()]
+            actions += [TrainingItem.pending_event.remove(), TrainingItem.due_shard.remove(),
+                        TrainingItem.due_at.remove()]
         return actions
 
     @staticmethod
@@ -180,17 +224,19 @@ class Repository:
                            trigger_word=training.trigger_word, training_id=training.training_id, seq=training.seq,
                            image_count=training.image_count, created_at=created_at)
 
-    @staticmethod
-    def record_failure(training: TrainingItem, event: TrainingFailed, *, completed_at: str) -> dict[str, Any]:
-        """I3: a failed or canceled training is recorded; the model's current version is not touched.
-        Returns the outbox, leased to the caller for publishing."""
+    def record_failure(self, training: TrainingItem, event: TrainingFailed, *, completed_at: str,
+                       error_code: str | None = None) -> dict[str, Any]:
+        """I3: a failed, canceled or rejected training is recorded; the model's current version is
+        not touched. Returns the outbox (`TrainingFailed`), leased to the caller for publishing."""
         outbox = to_outbox(event)
         guarded(lambda: training.update(
             actions=[
                 TrainingItem.status.set(event.status),
                 TrainingItem.error.set(event.error or event.status),
+                TrainingItem.error_code.set(error_code) if error_code else TrainingItem.error_code.remove(),
                 TrainingItem.completed_at.set(completed_at),
-                *store_actions(outbox, TrainingItem),
+                TrainingItem.check_interval.remove(),
+                *store_actions(outbox, TrainingItem, self.shard(TRAINING_SHARD, training.training_id)),
             ],
             condition=TrainingItem.status.is_in(*TrainingStatus.in_flight()),
         ))
@@ -216,8 +262,7 @@ class Repository:
             ))
 
     # --- rollback --------------------------------------------------------------------------------
-    @staticmethod
-    def pin_version(model: ModelItem, version: VersionItem, *, activated_at: str, event: dict[str, Any]) -> None:
+    def pin_version(self, model: ModelItem, version: VersionItem, *, activated_at: str, event: dict[str, Any]) -> None:
         """Rollback: pin an earlier version of the same destination, with its event in the outbox.
 
         The high-water mark stays (I1). Conditioned on the model being as it was read, so a
@@ -227,9 +272,17 @@ class Repository:
                               reason=ActivationReason.ROLLBACK)
         guarded(lambda: model.update(
             actions=[ModelItem.current_version.set(current), ModelItem.status.set(ModelStatus.READY),
-                     *store_actions(event, ModelItem), ModelItem.updated_at.set(activated_at)],
+                     *store_actions(event, ModelItem, self.shard(MODEL_SHARD, model.user_id)),
+                     ModelItem.updated_at.set(activated_at)],
             condition=(ModelItem.destination == version.destination) & (ModelItem.updated_at == model.updated_at),
         ))
+
+    def new_model(self, user_id: str, *, destination: str, trigger_word: str, status: str, created_at: str,
+                  **attributes: Any) -> ModelItem:
+        """A model item, placed in the drift index (checked first, as it was never checked)."""
+        return ModelItem(user_id, destination=destination, trigger_word=trigger_word, status=status,
+                         drift_shard=self.shard(DRIFT_SHARD, user_id), created_at=created_at,
+                         updated_at=created_at, **attributes)
 
     def create_imported_model(self, model: ModelItem, version: VersionItem) -> bool:
         """Backfill: create a legacy model with its current version in one transaction that only
@@ -243,12 +296,20 @@ class Repository:
         return True
 
     # --- generations -----------------------------------------------------------------------------
-    @staticmethod
-    def put_generation(generation: GenerationItem) -> None:
+    def put_generation(self, generation: GenerationItem) -> None:
+        """Record a new generation; one that is starting is on the reconciler's schedule at once."""
+        if generation.status == GenerationStatus.STARTING:
+            generation.due_shard = self.shard(GENERATION_SHARD, generation.generation_id)
+            generation.due_at = self._first_prediction_check()
         guarded(lambda: generation.save(condition=GenerationItem.generation_id.does_not_exist()))
 
     @staticmethod
-    def claim_waiting_generation(generation: GenerationItem, *, version_ref: str, prompt: str) -> bool:
+    def _first_prediction_check() -> str:
+        from lorapin.domain.clock import utc_now
+
+        return iso(utc_now() + PREDICTION_FIRST_CHECK)
+
+    def claim_waiting_generation(self, generation: GenerationItem, *, version_ref: str, prompt: str) -> bool:
         """Move a waiting generation to `starting` with the version that releases it; False if
         another consumer (a duplicate event) got there first."""
         return write_if(lambda: generation.update(
@@ -257,19 +318,23 @@ class Repository:
                 GenerationItem.model_version_ref.set(version_ref),
                 GenerationItem.prompt.set(prompt),
                 GenerationItem.waiting_user_id.remove(),
-                GenerationItem.active_shard.set(ACTIVE_SHARD),
+                GenerationItem.due_shard.set(self.shard(GENERATION_SHARD, generation.generation_id)),
+                GenerationItem.due_at.set(self._first_prediction_check()),
             ],
             condition=GenerationItem.status == GenerationStatus.WAITING_FOR_MODEL,
         ))
 
     @staticmethod
-    def return_to_waiting(generation: GenerationItem) -> None:
-        """Put a claimed generation back in the queue: its prediction could not be created yet."""
-        generation.update(actions=[
+    def return_to_waiting(generation: GenerationItem) -> bool:
+        """Put a claimed generation back in the queue (its prediction could not be created yet);
+        False when it is no longer `starting` (it failed or was completed meanwhile)."""
+        return write_if(lambda: generation.update(actions=[
             GenerationItem.status.set(GenerationStatus.WAITING_FOR_MODEL),
             GenerationItem.model_version_ref.remove(),
             GenerationItem.waiting_user_id.set(generation.user_id),
-        ], condition=GenerationItem.status == GenerationStatus.STARTING)
+            GenerationItem.due_shard.remove(), GenerationItem.due_at.remove(),
+        ], condition=(GenerationItem.status == GenerationStatus.STARTING)
+            & GenerationItem.replicate_prediction_id.does_not_exist()))
 
     @staticmethod
     def attach_prediction(generation: GenerationItem, prediction_id: str, status: str) -> None:
@@ -277,12 +342,16 @@ class Repository:
                                    GenerationItem.status.set(status)])
 
     @staticmethod
-    def fail_generation(generation: GenerationItem, *, error: str, completed_at: str) -> None:
-        generation.update(actions=[
+    def fail_generation(generation: GenerationItem, *, error: str, completed_at: str,
+                        error_code: str | None = None) -> bool:
+        """Record that a generation ended without images; False when it had already ended."""
+        return write_if(lambda: generation.update(actions=[
             GenerationItem.status.set(GenerationStatus.FAILED), GenerationItem.error.set(error),
-            GenerationItem.completed_at.set(completed_at), GenerationItem.active_shard.remove(),
-            GenerationItem.waiting_user_id.remove(),
-        ])
+            GenerationItem.error_code.set(error_code) if error_code else GenerationItem.error_code.remove(),
+            GenerationItem.completed_at.set(completed_at), GenerationItem.due_shard.remove(),
+            GenerationItem.due_at.remove(), GenerationItem.waiting_user_id.remove(),
+        ], condition=GenerationItem.status.is_in(GenerationStatus.WAITING_FOR_MODEL,
+                                                   *GenerationStatus.in_flight())))
 
     @staticmethod
     def complete_generation(generation: GenerationItem, *, status: str, output_keys: list[str],
@@ -292,27 +361,36 @@ class Repository:
             GenerationItem.status.set(status),
             GenerationItem.output_keys.set(output_keys),  # type: ignore[arg-type]
             GenerationItem.completed_at.set(completed_at),
-            GenerationItem.active_shard.remove(),
+            GenerationItem.due_shard.remove(), GenerationItem.due_at.remove(),
         ]
         actions.append(GenerationItem.error.set(error) if error else GenerationItem.error.remove())
         return write_if(lambda: generation.update(
             actions=actions, condition=GenerationItem.status.is_in(*GenerationStatus.in_flight())))
 
 
+UNCONFIRMED_START_GRACE = timedelta(minutes=2)
+"""A training whose Replicate id is not stored this long (real time: longer than any API call)
+after it began is looked up by the reconciler."""
+
+
 class TrainingStarts:
     """The writes around starting a training (the only path that starts one, first or re-)."""
 
     def __init__(self, repository: Repository) -> None:
+        self._repository = repository
         self._connection = repository._connection
 
     def begin(self, model: ModelItem | None, training: TrainingItem, *, new_model: ModelItem | None = None) -> None:
         """Claim the user's training slot and record the training, in one transaction (I2).
 
         `training.seq` must be `model.last_seq + 1` (or 1 for a first training); the condition on
-        `last_seq` turns a concurrent start into a clean conflict instead of two trainings.
+        `last_seq` turns a concurrent start into a clean conflict instead of two trainings. The
+        training is on the reconciler's schedule from the first moment: if this start never gets
+        as far as storing Replicate's id, the reconciler finds out what happened.
         """
         now = training.created_at
-        training.active_shard = ACTIVE_SHARD  # visible to the reconciler from the first moment
+        training.due_shard = self._repository.shard(TRAINING_SHARD, training.training_id)
+        training.due_at = iso(parse_iso(now) + processing_time(UNCONFIRMED_START_GRACE))
         with guarded_transaction(self._connection) as tx:
             if model is None:
                 assert new_model is not None
@@ -337,26 +415,44 @@ class TrainingStarts:
             tx.save(training, condition=TrainingItem.training_id.does_not_exist())
 
     @staticmethod
-    def attach_replicate_training(training: TrainingItem, replicate_training_id: str, status: str) -> None:
+    def attach_replicate_training(training: TrainingItem, replicate_training_id: str, status: str,
+                                  *, first_check: datetime | None = None) -> bool:
+        """Store Replicate's id (once); the reconciler first looks at `first_check`. False when the
+        training already has an id, or is no longer starting (an abandon got there first)."""
         in_flight = status if status in TrainingStatus.in_flight() else TrainingStatus.STARTING
-        training.update(actions=[
-            TrainingItem.replicate_training_id.set(replicate_training_id),
-            TrainingItem.status.set(in_flight),
-            TrainingItem.active_shard.set(ACTIVE_SHARD),
-        ], condition=TrainingItem.replicate_training_id.does_not_exist())
+        actions: list[Any] = [TrainingItem.replicate_training_id.set(replicate_training_id),
+                              TrainingItem.status.set(in_flight)]
+        if first_check is not None:
+            actions.append(TrainingItem.due_at.set(iso(first_check)))
+        return write_if(lambda: training.update(
+            actions=actions, condition=TrainingItem.replicate_training_id.does_not_exist()
+            & TrainingItem.status.is_in(*TrainingStatus.in_flight())))
 
-    @staticmethod
-    def abandon(training: TrainingItem, *, error: str, previous_manifest: Any = None,
-                keep_manifest: bool = False) -> None:
-        """The start did not reach Replicate: mark the training failed and free the slot, so the
-        user can try again. Each write is conditional, so running it twice is harmless."""
-        write_if(lambda: TrainingItem(training.training_id).update(actions=[
-            TrainingItem.status.set(TrainingStatus.FAILED), TrainingItem.error.set(error),
-            TrainingItem.completed_at.set(now_iso()), TrainingItem.active_shard.remove(),
-        ], condition=TrainingItem.replicate_training_id.does_not_exist()))
+    def abandon(self, training: TrainingItem, event: TrainingFailed, *, previous_manifest: Any = None,
+                keep_manifest: bool = False) -> dict[str, Any] | None:
+        """The start certainly did not create a training on Replicate: record it failed (with its
+        `TrainingFailed` in the outbox, so what waited for it is told) and free the slot, so the
+        user can try again. Returns the outbox to publish, or None when there is nothing to do
+        (the training was confirmed or abandoned meanwhile). Each write is conditional."""
+        repository = self._repository
+        try:
+            outbox = guarded(lambda: self._record_abandon(training, event))
+        except GuardRejected:
+            outbox = None
         actions: list[Any] = [ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())]
         if not keep_manifest:
             actions.append(ModelItem.last_photo_manifest.set(previous_manifest))
         write_if(lambda: ModelItem(training.user_id).update(
             actions=actions, condition=ModelItem.in_flight_training_id == training.training_id))
-        Repository.settle_model_after_training(training.user_id, training.training_id)
+        repository.settle_model_after_training(training.user_id, training.training_id)
+        return outbox
+
+    def _record_abandon(self, training: TrainingItem, event: TrainingFailed) -> dict[str, Any]:
+        outbox = to_outbox(event)
+        TrainingItem(training.training_id).update(actions=[
+            TrainingItem.status.set(TrainingStatus.FAILED), TrainingItem.error.set(event.error or "not started"),
+            TrainingItem.completed_at.set(now_iso()),
+            *store_actions(outbox, TrainingItem, self._repository.shard(TRAINING_SHARD, training.training_id)),
+        ], condition=TrainingItem.replicate_training_id.does_not_exist()
+            & TrainingItem.status.is_in(*TrainingStatus.in_flight()))
+        return outbox

@@ -24,6 +24,13 @@ class Settings(BaseModel):
     versions_table: str = Field(alias="VERSIONS_TABLE_NAME", min_length=3)
     generations_table: str = Field(alias="GENERATIONS_TABLE_NAME", min_length=3)
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=3)
+    state_table: str = Field(alias="STATE_TABLE_NAME", min_length=3)
+    in_flight_shards: int = Field(alias="IN_FLIGHT_SHARDS", default=16, ge=1, le=256)
+    replicate_timeout_seconds: float = Field(alias="REPLICATE_TIMEOUT_SECONDS", default=10.0, gt=0, le=60)
+    reconcile_time_budget_seconds: float = Field(alias="RECONCILE_TIME_BUDGET_SECONDS", default=90.0, gt=0)
+    reconcile_call_budget: int = Field(alias="RECONCILE_CALL_BUDGET", default=300, ge=1)
+    reconcile_drift_checks: int = Field(alias="RECONCILE_DRIFT_CHECKS", default=100, ge=0)
+    clock: str = Field(alias="LORAPIN_CLOCK", default="system")
     event_bus: str = Field(alias="EVENT_BUS_NAME", min_length=1)
     media_bucket: str = Field(alias="MEDIA_BUCKET_NAME", min_length=3)
     replicate_secret_arn: str = Field(alias="REPLICATE_SECRET_ARN", min_length=1)
@@ -64,6 +71,14 @@ class Settings(BaseModel):
             check_trainer_inputs(value)
         except InvalidTrainingParams as exc:
             raise ValueError(exc.message) from exc
+        return value
+
+    @field_validator("clock")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        from lorapin.domain.clock import Clock
+
+        Clock.parse(value)
         return value
 
     @field_validator("public_api_url")

@@ -19,12 +19,13 @@ from pynamodb.models import Model
 
 from lorapin.adapters.settings import Settings
 
-# Sparse indexes of things in flight use one fixed partition: a few hundred live items at most,
-# read by the reconciler only.
-ACTIVE_SHARD = "active"
-# Every model sits in one partition of the `recent` index, ordered by `updated_at`, so the drift
-# check reads the recently touched ones without a scan. Models change on trainings and rollbacks only.
-DRIFT_SHARD = "models"
+# What the reconciler must look at sits in a sparse `due` index, spread over N partition keys
+# (`due_shard`, e.g. "t7") and ordered by when it is due (`due_at`): no key value takes every
+# in-flight item's writes (docs/CAPACITY.md), and a run reads only what is due, most overdue first.
+# Every model sits in the `drift` index under one of N keys ("d3"), ordered by when its drift was
+# last checked, so the drift check reaches every model, least recently checked first.
+TRAINING_SHARD, GENERATION_SHARD, MODEL_SHARD, DRIFT_SHARD = "t", "g", "m", "d"
+NEVER_CHECKED = "0000"  # sorts before every ISO time: a new model is checked first
 
 
 class VersionInfo(MapAttribute[str, Any]):
@@ -39,13 +40,24 @@ class VersionInfo(MapAttribute[str, Any]):
     reason = UnicodeAttribute()  # ActivationReason
 
 
-class RecentModels(GlobalSecondaryIndex["ModelItem"]):
+class ModelsByDriftCheck(GlobalSecondaryIndex["ModelItem"]):
     class Meta:
-        index_name = "recent"
+        index_name = "drift"
         projection = AllProjection()
 
     drift_shard = UnicodeAttribute(hash_key=True)
-    updated_at = UnicodeAttribute(range_key=True)
+    drift_checked_at = UnicodeAttribute(range_key=True)
+
+
+class DueModels(GlobalSecondaryIndex["ModelItem"]):
+    """Sparse: models whose outbox holds a rollback's event not yet published."""
+
+    class Meta:
+        index_name = "due"
+        projection = AllProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = UnicodeAttribute(range_key=True)
 
 
 class ModelItem(Model):
@@ -66,11 +78,15 @@ class ModelItem(Model):
     last_photo_manifest = JSONAttribute(null=True)  # photo set of the newest started training
     pending_event = JSONAttribute(null=True)  # outbox of a rollback's event until published (I5)
     publish_lease_until = UnicodeAttribute(null=True)  # lorapin.adapters.outbox: who publishes it, alone
-    drift_shard = UnicodeAttribute(default=DRIFT_SHARD)
+    drift_shard = UnicodeAttribute()
+    drift_checked_at = UnicodeAttribute(default=NEVER_CHECKED)
+    due_shard = UnicodeAttribute(null=True)  # set while the outbox holds an event
+    due_at = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
-    recent = RecentModels()
+    drift = ModelsByDriftCheck()
+    due = DueModels()
 
 
 class TrainingsByUser(GlobalSecondaryIndex["TrainingItem"]):
@@ -90,13 +106,15 @@ class TrainingsByReplicateId(GlobalSecondaryIndex["TrainingItem"]):
     replicate_training_id = UnicodeAttribute(hash_key=True)
 
 
-class ActiveTrainings(GlobalSecondaryIndex["TrainingItem"]):
+class DueTrainings(GlobalSecondaryIndex["TrainingItem"]):
+    """Sparse: trainings in flight, or finished with an event still to publish."""
+
     class Meta:
-        index_name = "active"
+        index_name = "due"
         projection = AllProjection()
 
-    active_shard = UnicodeAttribute(hash_key=True)
-    created_at = UnicodeAttribute(range_key=True)
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = UnicodeAttribute(range_key=True)
 
 
 class TrainingItem(Model):
@@ -119,15 +137,18 @@ class TrainingItem(Model):
     trainer_version = UnicodeAttribute()
     version_id = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
+    error_code = UnicodeAttribute(null=True)  # e.g. INVALID_OUTPUT_VERSION
     pending_event = JSONAttribute(null=True)  # outbox: {"detail_type", "detail"} not yet published (I5)
     publish_lease_until = UnicodeAttribute(null=True)  # lorapin.adapters.outbox: who publishes it, alone
-    active_shard = UnicodeAttribute(null=True)
+    due_shard = UnicodeAttribute(null=True)  # lorapin.domain.schedule: set while the reconciler has work here
+    due_at = UnicodeAttribute(null=True)
+    check_interval = NumberAttribute(null=True)  # seconds between looks, once the training is late
     created_at = UnicodeAttribute()
     completed_at = UnicodeAttribute(null=True)
 
     by_user = TrainingsByUser()
     by_replicate_id = TrainingsByReplicateId()
-    active = ActiveTrainings()
+    due = DueTrainings()
 
 
 class VersionItem(Model):
@@ -166,13 +187,15 @@ class WaitingGenerations(GlobalSecondaryIndex["GenerationItem"]):
     created_at = UnicodeAttribute(range_key=True)
 
 
-class ActiveGenerations(GlobalSecondaryIndex["GenerationItem"]):
+class DueGenerations(GlobalSecondaryIndex["GenerationItem"]):
+    """Sparse: generations whose prediction runs (not those waiting for a model: an event releases them)."""
+
     class Meta:
-        index_name = "active"
+        index_name = "due"
         projection = AllProjection()
 
-    active_shard = UnicodeAttribute(hash_key=True)
-    created_at = UnicodeAttribute(range_key=True)
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = UnicodeAttribute(range_key=True)
 
 
 class GenerationItem(Model):
@@ -190,17 +213,34 @@ class GenerationItem(Model):
     replicate_prediction_id = UnicodeAttribute(null=True)
     output_keys = ListAttribute(of=UnicodeAttribute, null=True)
     error = UnicodeAttribute(null=True)
+    error_code = UnicodeAttribute(null=True)  # e.g. OUTPUTS_EXPIRED, NO_OUTPUT
     waiting_user_id = UnicodeAttribute(null=True)
-    active_shard = UnicodeAttribute(null=True)
+    due_shard = UnicodeAttribute(null=True)
+    due_at = UnicodeAttribute(null=True)
+    check_interval = NumberAttribute(null=True)
     created_at = UnicodeAttribute()
     completed_at = UnicodeAttribute(null=True)
 
     by_user = GenerationsByUser()
     waiting = WaitingGenerations()
-    active = ActiveGenerations()
+    due = DueGenerations()
 
 
-ALL_TABLES: tuple[type[Model], ...] = (ModelItem, TrainingItem, VersionItem, GenerationItem)
+class StateItem(Model):
+    """What the reconciler keeps between runs: where it stopped, and recent training durations."""
+
+    class Meta:
+        table_name = "State"
+        region = "us-east-1"
+
+    key = UnicodeAttribute(hash_key=True)
+    next_shard = NumberAttribute(default=0)  # the shard the next run starts with (round robin)
+    durations = JSONAttribute(null=True)  # {"steps=1000": [seconds, ...]}, most recent last
+    durations_watermark = UnicodeAttribute(null=True)  # completed_at of the newest duration recorded
+    updated_at = UnicodeAttribute(null=True)
+
+
+ALL_TABLES: tuple[type[Model], ...] = (ModelItem, TrainingItem, VersionItem, GenerationItem, StateItem)
 
 
 def bind_tables(settings: Settings) -> None:
@@ -210,6 +250,7 @@ def bind_tables(settings: Settings) -> None:
         TrainingItem: settings.trainings_table,
         VersionItem: settings.versions_table,
         GenerationItem: settings.generations_table,
+        StateItem: settings.state_table,
     }
     for model, name in names.items():
         binding = (name, settings.aws_region, settings.aws_endpoint_url)

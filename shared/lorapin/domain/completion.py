@@ -23,6 +23,11 @@ class Outcome(StrEnum):
     IGNORED_STALE = "ignored_stale"
     DUPLICATE = "duplicate"
     IGNORED_UNKNOWN = "ignored_unknown"
+    REJECTED = "rejected"
+
+
+INVALID_OUTPUT_VERSION = "INVALID_OUTPUT_VERSION"
+"""The error code of a training ended because its `output.version` is unusable (R2)."""
 
 
 class Action(StrEnum):
@@ -32,7 +37,8 @@ class Action(StrEnum):
     RECORD_PROGRESS = "record_progress"
     DUPLICATE = "duplicate"
     UNKNOWN = "unknown"
-    REJECT = "reject"
+    REJECT = "reject"  # an unusable output.version: the training ends failed, nothing is stored as a version
+    REFUSE_CONFLICT = "refuse_conflict"  # a second, different version for a training already recorded
 
 
 _OUTCOME_OF_ACTION = {
@@ -42,6 +48,8 @@ _OUTCOME_OF_ACTION = {
     Action.RECORD_PROGRESS: Outcome.RECORDED,
     Action.DUPLICATE: Outcome.DUPLICATE,
     Action.UNKNOWN: Outcome.IGNORED_UNKNOWN,
+    Action.REJECT: Outcome.REJECTED,
+    Action.REFUSE_CONFLICT: Outcome.REJECTED,
 }
 
 
@@ -71,11 +79,12 @@ class CompletionDecision:
     version: VersionRef | None = None
     status: str | None = None
     error: str | None = None
+    error_code: str | None = None
 
     @property
-    def outcome(self) -> Outcome | None:
-        """The webhook outcome; None for a rejection, which answers 400."""
-        return _OUTCOME_OF_ACTION.get(self.action)
+    def outcome(self) -> Outcome:
+        """What the webhook answers (always 200: a genuine delivery is never asked again)."""
+        return _OUTCOME_OF_ACTION[self.action]
 
 
 FINISHED = (TrainingStatus.SUCCEEDED, *TrainingStatus.failures())
@@ -113,12 +122,17 @@ def _decide_success(
             training.output, destination=stored.destination, trainer_version_id=stored.trainer_version
         )
     except InvalidVersionRef as exc:
-        return CompletionDecision(Action.REJECT, f"unusable output.version: {exc}")
+        if stored.status in FINISHED:
+            return CompletionDecision(Action.DUPLICATE, f"training already recorded as {stored.status}",
+                                      status=stored.status)
+        return CompletionDecision(Action.REJECT, f"unusable output.version: {exc}", status=TrainingStatus.FAILED,
+                                  error=f"Replicate reported an unusable version ({exc}); nothing was activated.",
+                                  error_code=INVALID_OUTPUT_VERSION)
     if stored.status == TrainingStatus.SUCCEEDED:
         if stored.version_id == version.id:
             return CompletionDecision(Action.DUPLICATE, "this version was already recorded", version=version,
                                       status=TrainingStatus.SUCCEEDED)
-        return CompletionDecision(Action.REJECT, "a different version was already recorded for this training")
+        return CompletionDecision(Action.REFUSE_CONFLICT, "a different version was already recorded for this training")
     if stored.status in TrainingStatus.failures() or stored.seq <= model.applied_seq:
         return CompletionDecision(Action.RECORD_STALE_SUCCESS, "a newer training (or a rollback) already applies",
                                   version=version, status=TrainingStatus.SUCCEEDED)

@@ -43,12 +43,6 @@ class MalformedBody(BadRequest):
     default_message = "The body is not UTF-8 encoded JSON."
 
 
-class InvalidOutputVersion(BadRequest):
-    """A genuine training delivery whose `output.version` is unusable (R2)."""
-
-    code = "INVALID_OUTPUT_VERSION"
-
-
 # --- 401 / 403 ------------------------------------------------------------------------------------
 class Unauthenticated(LorapinError):
     status, code = 401, "UNAUTHENTICATED"

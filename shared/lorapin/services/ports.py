@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
@@ -11,7 +12,8 @@ from lorapin.domain.versions import ModelName, VersionRef
 
 class Replicate(Protocol):
     """Replicate's API as the services use it. A refusal (4xx but 429) raises `ReplicateRejected`;
-    an outage or a timeout raises `UpstreamUnavailable`."""
+    an outage raises `UpstreamUnavailable`, and a create that may have happened anyway (a timeout,
+    a 5xx) `CreateOutcomeUnknown`: the `find_*` methods then say whether it exists."""
 
     def create_prediction(self, version: VersionRef, input: dict[str, Any], webhook: str) -> ReplicatePrediction: ...
 
@@ -33,3 +35,11 @@ class Replicate(Protocol):
     def latest_version_id(self, model: ModelName) -> str | None: ...
 
     def download(self, url: str) -> tuple[bytes, str]: ...
+
+    def recent(self, kind: str, since: datetime, *, max_pages: int) -> tuple[list[dict[str, Any]], bool]: ...
+
+    def find_training(self, training_id: str, since: datetime, *, max_pages: int = ...) -> ReplicateTraining | None:
+        ...
+
+    def find_prediction(self, version: VersionRef, input: dict[str, Any], since: datetime, *,
+                        max_pages: int = ...) -> ReplicatePrediction | None: ...

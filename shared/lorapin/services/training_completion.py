@@ -18,7 +18,7 @@ from lorapin.domain.completion import (
     StoredTraining,
     decide_completion,
 )
-from lorapin.domain.errors import InvalidOutputVersion, NotYetRecorded
+from lorapin.domain.errors import NotYetRecorded
 from lorapin.domain.events import ModelVersionActivated, TrainingFailed
 from lorapin.domain.replicate_objects import ReplicateTraining
 from lorapin.domain.statuses import ActivationReason, TrainingStatus
@@ -61,15 +61,15 @@ class TrainingCompletion:
             model = self._repository.get_model(record.user_id) if record else None
             decision = decide_completion(training, stored_training(record) if record else None,
                                          stored_model(model) if model else None)
-            if decision.action is Action.REJECT:
-                count("RejectedVersions")
-                logger.error("training output rejected", extra={"replicate_training_id": training.id,
-                                                                "reason": decision.reason})
-                raise InvalidOutputVersion(decision.reason)
             outcome = decision.outcome
             # UNKNOWN must stop here: the record found through an unsigned hint is not this training's.
-            if record is None or model is None or outcome is None or decision.action is Action.UNKNOWN:
+            if record is None or model is None or decision.action is Action.UNKNOWN:
                 return CompletionResult(Outcome.IGNORED_UNKNOWN, decision)
+            if decision.action in (Action.REJECT, Action.REFUSE_CONFLICT):
+                count("RejectedVersions")
+                logger.error("training output rejected", extra={"replicate_training_id": training.id,
+                                                                "training_id": record.training_id,
+                                                                "user_id": record.user_id, "reason": decision.reason})
             try:
                 self._act(decision, record, model)
             except GuardRejected:
@@ -105,11 +105,11 @@ class TrainingCompletion:
         if decision.action is Action.RECORD_STALE_SUCCESS:
             assert decision.version is not None
             self._repository.record_stale_success(record, decision.version, completed_at=now)
-        elif decision.action is Action.RECORD_FAILURE:
+        elif decision.action in (Action.RECORD_FAILURE, Action.REJECT):
             failed = TrainingFailed(user_id=record.user_id, training_id=record.training_id,
                                     status=decision.status or TrainingStatus.FAILED, error=decision.error,
                                     current_version_id=model.current_version.id if model.current_version else None)
-            outbox = self._repository.record_failure(record, failed, completed_at=now)
+            outbox = self._repository.record_failure(record, failed, completed_at=now, error_code=decision.error_code)
             # Free the slot before publishing: if the bus is down the user can still train again.
             self._repository.settle_model_after_training(record.user_id, record.training_id)
             self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
@@ -117,6 +117,8 @@ class TrainingCompletion:
         elif decision.action is Action.RECORD_PROGRESS:
             self._repository.record_progress(record, decision.status or TrainingStatus.PROCESSING)
             return
+        elif decision.action is Action.REFUSE_CONFLICT:
+            return  # the training keeps the version first recorded for it
         elif decision.action is Action.DUPLICATE and record.pending_event:
             # An earlier delivery committed the state but could not publish: finish its job (I5).
             self.publish_pending(record)

@@ -17,25 +17,33 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lorapin.adapters.event_bus import EventPublisher
 from lorapin.adapters.media import MediaStore, user_prefix
-from lorapin.adapters.replicate_gateway import ReplicateRejected
+from lorapin.adapters.outbox import Outbox
+from lorapin.adapters.replicate_gateway import CreateOutcomeUnknown, ReplicateRejected
 from lorapin.adapters.repository import GuardRejected, Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
 from lorapin.adapters.tables import ModelItem, TrainingItem
-from lorapin.domain.clock import new_id, now_iso
+from lorapin.domain.clock import new_id, now_iso, parse_iso
 from lorapin.domain.errors import (
+    EventPublishFailed,
     ForbiddenImageKey,
     ImageValidationFailed,
-    LorapinError,
     TrainingInProgress,
     TriggerWordLocked,
     UpstreamRejected,
+    UpstreamUnavailable,
 )
+from lorapin.domain.events import TrainingFailed
 from lorapin.domain.photos import MAX_IMAGE_BYTES, MAX_IMAGES, Finding, PhotoEntry, PhotoSetResult, build_photo_set
 from lorapin.domain.photos import inspect_photo as inspect_photo_bytes
+from lorapin.domain.replicate_objects import ReplicateTraining
+from lorapin.domain.schedule import DurationEstimate, estimate_duration, first_training_check, size_key
 from lorapin.domain.statuses import ModelStatus, TrainingStatus
 from lorapin.domain.training_params import training_params_for
 from lorapin.domain.versions import ModelName
+from lorapin.observability import count, logger
+from lorapin.services.generation import CREATE_LOOKUP_MARGIN
 from lorapin.services.ports import Replicate
 from lorapin.services.uploads import UPLOAD_NAME_PATTERN
 
@@ -71,9 +79,11 @@ class StartedTraining:
 
 class Trainings:
     def __init__(self, settings: Settings, repository: Repository, replicate: Callable[[], Replicate],
-                 media: Callable[[], MediaStore], webhook_url: Callable[[str], str]) -> None:
+                 media: Callable[[], MediaStore], webhook_url: Callable[[str], str],
+                 publisher: EventPublisher) -> None:
         self._settings = settings
         self._repository = repository
+        self._publisher = publisher
         self._replicate = replicate
         self._media = media
         self._webhook_url = webhook_url
@@ -101,27 +111,81 @@ class Trainings:
             params=params, trigger_word=trigger_word, destination=str(destination),
             trainer_model=self._settings.trainer_model, trainer_version=self._settings.trainer_version,
             created_at=now)
-        new_model = None if model else ModelItem(user_id, destination=str(destination), trigger_word=trigger_word,
-                                                 status=ModelStatus.TRAINING, created_at=now, updated_at=now)
+        new_model = None if model else self._repository.new_model(
+            user_id, destination=str(destination), trigger_word=trigger_word, status=ModelStatus.TRAINING,
+            created_at=now)
         starts = TrainingStarts(self._repository)
         try:
             starts.begin(model, training, new_model=new_model)
         except GuardRejected as exc:
             raise TrainingInProgress() from exc
-        try:
-            zip_url = self._upload_zip(user_id, training, photo_set)
-            created = self._replicate().create_training(
-                trainer_model=self._settings.trainer_model, trainer_version=self._settings.trainer_version,
-                destination=destination, input={**params, "input_images": zip_url, "trigger_word": trigger_word},
-                webhook=self._webhook_url(training.training_id))
-        except (LorapinError, ReplicateRejected, OSError) as exc:
-            starts.abandon(training, error=f"could not start: {exc}",
-                           previous_manifest=model.last_photo_manifest if model else None)
-            if isinstance(exc, LorapinError):
-                raise
-            raise UpstreamRejected(f"Replicate refused the training: {exc}") from exc
-        starts.attach_replicate_training(training, created.id, created.status)
+        created = self._create_on_replicate(starts, training, model, photo_set, destination)
+        if created is not None:
+            estimate = self._expected_duration(int(params.get("steps", 1000)))
+            starts.attach_replicate_training(training, created.id, created.status,
+                                             first_check=first_training_check(parse_iso(now), estimate))
         return StartedTraining(self._repository.get_training(training.training_id) or training, photo_set.findings)
+
+    def _create_on_replicate(self, starts: TrainingStarts, training: TrainingItem, model: ModelItem | None,
+                             photo_set: PhotoSetResult, destination: ModelName) -> ReplicateTraining | None:
+        """Between claiming the slot and storing Replicate's id, every fault either frees the slot
+        (nothing was created) or adopts what Replicate created; never a slot held by nothing, never
+        two trainings. None: Replicate cannot tell yet whether it created it (the reconciler will)."""
+        previous_manifest = model.last_photo_manifest if model else None
+
+        def abandon(reason: str) -> None:
+            self._abandon(starts, training, previous_manifest, reason)
+
+        params = dict(training.params or {})
+        try:
+            zip_url = self._upload_zip(training.user_id, training, photo_set)
+        except Exception as exc:  # S3 faults included: nothing has reached Replicate
+            abandon(f"could not prepare the photos: {exc}")
+            raise
+        try:
+            return self._replicate().create_training(
+                trainer_model=self._settings.trainer_model, trainer_version=self._settings.trainer_version,
+                destination=destination,
+                input={**params, "input_images": zip_url, "trigger_word": training.trigger_word},
+                webhook=self._webhook_url(training.training_id))
+        except ReplicateRejected as exc:
+            abandon(f"Replicate refused the training: {exc.detail}")
+            raise UpstreamRejected(f"Replicate refused the training: {exc.detail}") from exc
+        except CreateOutcomeUnknown as exc:
+            logger.warning("training create outcome unknown", extra={"training_id": training.training_id,
+                                                                      "error": exc.message})
+            try:
+                found = self._replicate().find_training(training.training_id,
+                                                        parse_iso(training.created_at) - CREATE_LOOKUP_MARGIN)
+            except (UpstreamUnavailable, ReplicateRejected):
+                return None  # the training stays `starting`, due for the reconciler's look-up
+            if found is None:  # certainly absent: the user may simply try again
+                abandon(f"Replicate did not create the training: {exc.message}")
+                raise
+            count("AdoptedTrainings")
+            return found
+        except Exception as exc:
+            abandon(f"could not start: {exc}")
+            raise
+
+    def _abandon(self, starts: TrainingStarts, training: TrainingItem, previous_manifest: Any, reason: str) -> None:
+        model = self._repository.get_model(training.user_id)
+        failed = TrainingFailed(user_id=training.user_id, training_id=training.training_id,
+                                status=TrainingStatus.FAILED, error=reason,
+                                current_version_id=model.current_version.id if model and model.current_version
+                                else None)
+        outbox = starts.abandon(training, failed, previous_manifest=previous_manifest)
+        if outbox is not None:
+            try:
+                Outbox(self._publisher).publish_leased(TrainingItem(training.training_id), outbox)
+            except EventPublishFailed as exc:  # the reconciler publishes it once the lease lapses
+                logger.warning("TrainingFailed left in the outbox", extra={"training_id": training.training_id,
+                                                                            "error": str(exc)})
+
+    def _expected_duration(self, steps: int) -> DurationEstimate:
+        """How long trainings of this size took lately (the reconciler keeps the record)."""
+        observed = (self._repository.reconciler_state().durations or {}).get(size_key(steps), [])
+        return estimate_duration(steps, observed)
 
     # --- steps -----------------------------------------------------------------------------------
     @staticmethod
