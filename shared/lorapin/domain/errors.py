@@ -157,6 +157,18 @@ class InvalidTrainingParams(LorapinError):
     status, code = 500, "INVALID_TRAINING_PARAMS"
 
 
+class ReplicateSecretInvalid(LorapinError):
+    """The stored Replicate secret cannot work (a deployment error, not the caller's). `problems`
+    name what is wrong, for the operator's log; no value is ever part of them or of the message."""
+
+    status, code = 500, "REPLICATE_SECRET_INVALID"
+    default_message = "The service's Replicate credentials are misconfigured; the operator has been told."
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__()
+        self.problems = problems
+
+
 # --- 503: try again later -------------------------------------------------------------------------
 class Unavailable(LorapinError):
     status, code = 503, "UNAVAILABLE"
