@@ -67,7 +67,9 @@ class LocalStack:
             stack.callback(api.stop)
             aws = provision(template, endpoint_url=aws_endpoint, prefix=prefix, api_url=api.url,
                             parameters={"TrainerVersion": TRAINER_VERSION_ID, "ReplicateOwner": LOCAL_OWNER,
-                                        "Stage": "dev"},
+                                        "Stage": "dev",
+                                        # outputs come from the emulator, over http: allowed explicitly
+                                        "DownloadAllowedHosts": emulator.url},
                             secret_value={"api_token": LOCAL_API_TOKEN,
                                           "webhook_signing_secret": emulator.signing_secret},
                             env_overrides={**function_overrides, "REPLICATE_BASE_URL": emulator.url})

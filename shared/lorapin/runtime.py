@@ -70,7 +70,8 @@ class Runtime:
 
         token = self.secrets.api_token
         if self._gateway is None or self._gateway[0] != token:
-            self._gateway = (token, ReplicateGateway(token, self.settings.replicate_base_url))
+            self._gateway = (token, ReplicateGateway(token, self.settings.replicate_base_url,
+                                                     downloads=self.settings.download_policy()))
         return self._gateway[1]
 
     @cached_property

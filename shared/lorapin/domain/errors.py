@@ -150,6 +150,13 @@ class TriggerWordLocked(Unprocessable):
     code = "TRIGGER_WORD_LOCKED"
 
 
+class DownloadRefused(Unprocessable):
+    """A URL lorapin was handed (a prediction's output) is not one it may fetch: not an allowed
+    source, a redirect out of them, or a body over the size cap. Nothing was fetched from it."""
+
+    code = "DOWNLOAD_REFUSED"
+
+
 # --- 500 ------------------------------------------------------------------------------------------
 class InvalidTrainingParams(LorapinError):
     """A deployment configuration error, not the caller's."""
