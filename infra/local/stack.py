@@ -16,7 +16,7 @@ from typing import Any
 from infra.local.aws_stack import LOCAL_CREDENTIALS, LocalAwsStack, provision
 from infra.local.dispatcher import EventDispatcher
 from infra.local.functions import load_handler
-from infra.local.http_api import FunctionPool, LocalHttpApi
+from infra.local.http_api import CorsConfig, FunctionPool, LocalHttpApi
 from infra.local.template import Template
 
 LOCAL_OWNER = "lorapin-local"
@@ -38,10 +38,13 @@ class LocalStack:
     def running(cls, *, host: str = "127.0.0.1", port: int = 0, replicate_port: int = 0, aws_port: int = 0,
                 training_seconds: float = 2.0, prediction_seconds: float = 1.0, aws_endpoint: str | None = None,
                 emulator: Any = None, template: Template | None = None, prefix: str = "lorapin-local",
-                pool_size: int = 1, quiet: bool = False) -> Iterator[LocalStack]:
+                pool_size: int = 1, quiet: bool = False,
+                cors_origins: list[str] | None = None) -> Iterator[LocalStack]:
         """Start everything (or reuse a given moto endpoint / emulator) and stop it on exit.
 
         `quiet` keeps the functions' logs and metrics off stdout (for the demo's timeline).
+        `cors_origins` are the browser origins the API allows (default: its own URL, where the
+        console is served).
         """
         from infra.emulator import TRAINER_VERSION_ID, ReplicateEmulator
 
@@ -69,7 +72,8 @@ class LocalStack:
                             parameters={"TrainerVersion": TRAINER_VERSION_ID, "ReplicateOwner": LOCAL_OWNER,
                                         "Stage": "dev",
                                         # outputs come from the emulator, over http: allowed explicitly
-                                        "DownloadAllowedHosts": emulator.url},
+                                        "DownloadAllowedHosts": emulator.url,
+                                        "CorsAllowedOrigins": [api.url] if cors_origins is None else cors_origins},
                             secret_value={"api_token": LOCAL_API_TOKEN,
                                           "webhook_signing_secret": emulator.signing_secret},
                             env_overrides={**function_overrides, "REPLICATE_BASE_URL": emulator.url})
@@ -77,6 +81,7 @@ class LocalStack:
                                                pool_size, quiet=quiet)
                      for function_id, spec in template.functions().items()}
             api.pools.update(pools)
+            api.cors = CorsConfig.from_template(template, aws.resolver)
             api.start()
             dispatcher = EventDispatcher(aws, pools).start()
             stack.callback(dispatcher.stop)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.template import load_template
+from infra.local.template import Template, load_template
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -185,3 +185,20 @@ def test_tables_have_point_in_time_recovery_and_encryption() -> None:
             assert props["BillingMode"] == "PAY_PER_REQUEST", name
             assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], name
             assert props["SSESpecification"]["SSEEnabled"], name
+
+
+def test_cors_allows_the_origins_of_a_parameter_none_by_default_and_every_route_method() -> None:
+    parameter = TEMPLATE["Parameters"]["CorsAllowedOrigins"]
+    assert parameter["Type"] == "CommaDelimitedList"
+    assert parameter["Default"] == ""  # no browser origin unless a deployment names one
+    api = next(v for v in RESOURCES.values() if v["Type"] == "AWS::Serverless::HttpApi")
+    # SAM takes an intrinsic only for the whole configuration: no origins, no CORS at all
+    condition, cors, otherwise = api["Properties"]["CorsConfiguration"]["Fn::If"]
+    assert cors["AllowOrigins"] == {"Ref": "CorsAllowedOrigins"} and otherwise == {"Ref": "AWS::NoValue"}
+    assert TEMPLATE["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "CorsAllowedOrigins"}]}, ""]}]}
+    browser_routes = {route.method for route in Template().routes() if route.authorized}
+    assert browser_routes <= set(cors["AllowMethods"])
+    assert {"authorization", "content-type"} <= set(cors["AllowHeaders"])
+    assert "retry-after" in cors["ExposeHeaders"]  # 429 and 503 answers say when to retry
+    assert "AllowCredentials" not in cors  # bearer tokens, not cookies
