@@ -171,3 +171,11 @@ def test_after_the_cache_age_both_the_token_and_the_signing_secret_are_the_rotat
     assert runtime.replicate.api_token == "r8_rotated"  # type: ignore[attr-defined]
     assert runtime.secrets.webhook_signing_secret == OTHER_SIGNING_SECRET
     assert RecordingGateway.built == [TOKEN, "r8_rotated"]
+
+
+def test_the_stacks_empty_secret_says_it_has_no_value_yet(in_process_aws: Any) -> None:
+    """A fresh stack creates the secret without a value (README, "Deploying", fills it)."""
+    arn = in_process_aws.client("secretsmanager").create_secret(Name=f"empty-{id(in_process_aws)}")["ARN"]
+    with pytest.raises(ReplicateSecretInvalid) as raised:
+        load_replicate_secrets(arn)
+    assert raised.value.problems == ["the secret has no value yet, or does not exist: store the JSON (README, Deploying)"]

@@ -23,10 +23,19 @@ _checked: dict[str, tuple[str, ReplicateSecrets | ReplicateSecretInvalid]] = {} 
 _lock = threading.Lock()
 
 
+NO_VALUE_YET = "the secret has no value yet, or does not exist: store the JSON (README, Deploying)"
+
+
 def load_replicate_secrets(secret_arn: str) -> ReplicateSecrets:
     from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters import GetParameterError
 
-    raw = str(parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS))
+    try:
+        raw = str(parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS))
+    except GetParameterError as exc:  # Powertools wraps the SDK's error (as the exception's context)
+        if _error_code(exc.__cause__ or exc.__context__) != "ResourceNotFoundException":  # a fresh stack's secret
+            raise
+        raw = ""
     with _lock:
         seen = _checked.get(secret_arn)
         if seen is None or seen[0] != raw:
@@ -38,8 +47,15 @@ def load_replicate_secrets(secret_arn: str) -> ReplicateSecrets:
     return outcome
 
 
+def _error_code(error: BaseException | None) -> str | None:
+    response = getattr(error, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
 def _check(secret_arn: str, raw: str) -> ReplicateSecrets | ReplicateSecretInvalid:
     try:
+        if not raw:
+            raise ReplicateSecretInvalid([NO_VALUE_YET])
         return parse_replicate_secret(raw)
     except ReplicateSecretInvalid as exc:
         logger.error("the Replicate secret is not usable; fix it in Secrets Manager",
