@@ -178,4 +178,5 @@ def test_the_stacks_empty_secret_says_it_has_no_value_yet(in_process_aws: Any) -
     arn = in_process_aws.client("secretsmanager").create_secret(Name=f"empty-{id(in_process_aws)}")["ARN"]
     with pytest.raises(ReplicateSecretInvalid) as raised:
         load_replicate_secrets(arn)
-    assert raised.value.problems == ["the secret has no value yet, or does not exist: store the JSON (README, Deploying)"]
+    assert raised.value.problems == [
+        "the secret has no value yet, or does not exist: store the JSON (README, Deploying)"]
