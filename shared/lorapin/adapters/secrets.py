@@ -18,12 +18,10 @@ from lorapin.observability import logger
 __all__ = ["SECRET_MAX_AGE_SECONDS", "ReplicateSecrets", "load_replicate_secrets"]
 
 SECRET_MAX_AGE_SECONDS = 300
+NO_VALUE_YET = "the secret has no value yet, or does not exist: store the JSON (README, Deploying)"
 
 _checked: dict[str, tuple[str, ReplicateSecrets | ReplicateSecretInvalid]] = {}  # arn → (raw, outcome)
 _lock = threading.Lock()
-
-
-NO_VALUE_YET = "the secret has no value yet, or does not exist: store the JSON (README, Deploying)"
 
 
 def load_replicate_secrets(secret_arn: str) -> ReplicateSecrets:
@@ -43,7 +41,7 @@ def load_replicate_secrets(secret_arn: str) -> ReplicateSecrets:
             _checked[secret_arn] = seen
     outcome = seen[1]
     if isinstance(outcome, ReplicateSecretInvalid):
-        raise outcome
+        raise ReplicateSecretInvalid(outcome.problems)  # a fresh one: a re-raised one keeps growing its traceback
     return outcome
 
 
