@@ -25,8 +25,8 @@ pytest_plugins = ["tests.fixtures"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each test is marked by its folder (unit, integration, e2e), so `pytest -m "not e2e"` works."""
+    """Each test is marked by its folder (unit, integration, e2e, artifact), so `pytest -m "not e2e"` works."""
     for item in items:
         layer = item.path.parent.name
-        if layer in ("unit", "integration", "e2e"):
+        if layer in ("unit", "integration", "e2e", "artifact"):
             item.add_marker(layer)

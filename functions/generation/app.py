@@ -65,7 +65,7 @@ BUS_EVENTS = {MODEL_VERSION_ACTIVATED: release_waiting, TRAINING_FAILED: fail_wa
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses hold presigned URLs
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     consume = BUS_EVENTS.get(str(event.get("detail-type")))
     if consume is not None:

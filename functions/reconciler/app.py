@@ -16,7 +16,7 @@ runtime = get_runtime()  # settings validated at cold start
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # responses hold presigned URLs
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(correlation_id=event.get("id") or context.aws_request_id)
     report = runtime.reconciler().run()

@@ -1,75 +1,74 @@
-"""Deployment artifact sizes (REQUIREMENTS §10: each function ≤ 5 MB zipped, boto3 excluded).
+"""Deployment artifact sizes (REQUIREMENTS §10: each function ≤ 5 MB zipped, its layers included;
+the layer carries no boto3, botocore or s3transfer).
 
-A function deploys as its code directory (with the wheels of its own requirements.txt, if any)
-plus the shared layer (the wheels of `shared/requirements.txt` and `shared/lorapin`), built the
-way `sam build` builds them for arm64 and Python 3.12, from PyPI. boto3 and its dependencies are
-left out: the runtime provides them.
+Measured on what ships: `sam build` of template.yaml as it is (arm64, Python 3.12, wheels from
+PyPI), each built folder zipped the way `sam deploy` uploads it (deflate, every file). A function's
+figure is its own zip plus the zip of every layer it uses; nothing is subtracted. Any function the
+template defines is measured, with whatever its own requirements.txt installs.
+
+`python -m infra.bench.artifact_size` prints these rows alone (`make bench` prints them with the rest).
 """
 
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
-from infra.bench.table import Row
-from infra.local.template import REPO_ROOT, FunctionSpec
+from infra.bench.table import Row, render
+from infra.build.python312 import Python312Missing
+from infra.build.sam import SHIPPED_ARCHITECTURE, BuildFailed, BuiltStack, sam_build
 
-LIMIT_BYTES = 5 * 1024 * 1024
-# boto3 and what it brings (the runtime has them all); pynamodb still asks pip for botocore
-RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "python_dateutil", "six")
-PIP_PLATFORM = ["--platform", "manylinux2014_aarch64", "--implementation", "cp", "--python-version", "3.12",
-                "--only-binary=:all:"]
+LIMIT_BYTES = 5_000_000  # 5 MB, decimal: the stricter reading of the target
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 
 
-def zipped_size(root: Path, *, prefix: str = "", skip: tuple[str, ...] = ()) -> int:
-    """Bytes of a deflated zip of everything under `root` (caches and runtime-provided packages out)."""
+def zipped_size(folder: Path) -> int:
+    """Bytes of a deflated zip of everything under `folder`, as `sam deploy` would upload it."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(root.rglob("*")):
-            relative = path.relative_to(root)
-            top = relative.parts[0]
-            if path.is_dir() or "__pycache__" in relative.parts or top.startswith(skip):
-                continue
-            archive.write(path, f"{prefix}{relative}")
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, str(path.relative_to(folder)))
     return len(buffer.getvalue())
 
 
-def pip_install(requirements: Path, target: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "--target", str(target), *PIP_PLATFORM, "-r", str(requirements)],
-                   check=True, capture_output=True, text=True, timeout=600)
+def runtime_packages_in(layer: Path) -> list[str]:
+    """Top-level entries of a built layer's python/ that belong to the runtime's boto3."""
+    return sorted(entry.name for entry in (layer / "python").iterdir()
+                  if entry.name.split("-")[0].lower() in RUNTIME_PROVIDED)
 
 
-def built_size(source: Path, work: Path, *, prefix: str = "") -> int:
-    """The zipped size of `source` as sam build would package it: its files plus its requirements."""
-    shutil.copytree(source, work, ignore=shutil.ignore_patterns("__pycache__", "requirements.txt"))
-    if (source / "requirements.txt").exists():
-        pip_install(source / "requirements.txt", work)
-    return zipped_size(work, prefix=prefix, skip=RUNTIME_PROVIDED)
-
-
-def measure_artifacts(functions: dict[str, FunctionSpec]) -> list[Row]:
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            layer = built_size(REPO_ROOT / "shared", Path(folder) / "layer", prefix="python/")
-            code = {logical_id: built_size(spec.code_dir, Path(folder) / logical_id)
-                    for logical_id, spec in functions.items()}
-        except (subprocess.SubprocessError, OSError) as exc:
-            detail = getattr(exc, "stderr", "") or str(exc)
-            return [Row("deployment artifacts (arm64, py3.12)",
-                        f"not measured: pip could not fetch the wheels ({detail.strip()[-120:]})", ok=False)]
-    rows = [Row("deployment artifact: shared layer (arm64, py3.12, boto3 excluded), zipped", _mb(layer))]
-    for logical_id in sorted(code):
-        total = code[logical_id] + layer
-        rows.append(Row(f"deployment artifact: {logical_id} (function {_mb(code[logical_id])} + layer), zipped",
-                        _mb(total), target="<= 5 MB", ok=total <= LIMIT_BYTES))
+def artifact_rows(built: BuiltStack) -> list[Row]:
+    layers = {name: zipped_size(folder) for name, folder in built.layers().items()}
+    rows = []
+    for name, folder in sorted(built.layers().items()):
+        carried = runtime_packages_in(folder)
+        rows.append(Row(f"deployment artifact: layer {name} ({built.architecture}), zipped", _mb(layers[name])))
+        rows.append(Row(f"layer {name} carries boto3/botocore/s3transfer", ", ".join(carried) or "none",
+                        target="none", ok=not carried))
+    for function_id, spec in sorted(built.functions().items()):
+        own = zipped_size(spec.code_dir)
+        used = [folder.name for folder in built.layer_folders(function_id)]
+        total = own + sum(layers[name] for name in used)
+        rows.append(Row(f"deployment artifact: {function_id} (function {_mb(own)} + {' + '.join(used) or 'no layer'}),"
+                        " zipped", _mb(total), target="<= 5 MB", ok=total <= LIMIT_BYTES))
     return rows
 
 
+def measure_artifacts() -> list[Row]:
+    """Build the stack as it ships and measure it; a build that cannot run here is one honest row."""
+    try:
+        built = sam_build(SHIPPED_ARCHITECTURE)
+    except (BuildFailed, Python312Missing, subprocess.SubprocessError, OSError) as exc:
+        return [Row(f"deployment artifacts ({SHIPPED_ARCHITECTURE})", f"not measured: {str(exc)[-300:]}", ok=False)]
+    return artifact_rows(built)
+
+
 def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.2f} MB"
+    return f"{size / 1_000_000:.2f} MB" if size >= 100_000 else f"{size / 1000:.1f} kB"
+
+
+if __name__ == "__main__":
+    print(render(measure_artifacts()))

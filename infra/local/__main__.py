@@ -15,7 +15,8 @@ def _up(args: argparse.Namespace) -> int:
 
     with LocalStack.running(host=args.host, port=args.port, replicate_port=args.replicate_port,
                             aws_port=args.aws_port, training_seconds=args.training_seconds,
-                            prediction_seconds=args.prediction_seconds, schedules=True) as stack:
+                            prediction_seconds=args.prediction_seconds, schedules=True,
+                            cors_origins=args.cors_origin) as stack:
         write_state(stack)
         print(f"API: {stack.api.url}", flush=True)
         print(f"Replicate emulator: {stack.emulator.url}", flush=True)
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--aws-port", type=int, default=5000)
     up.add_argument("--training-seconds", type=float, default=5.0)
     up.add_argument("--prediction-seconds", type=float, default=1.0)
+    up.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                    help="a browser origin the API allows (repeatable; default: the API's own URL)")
     up.set_defaults(run=_up)
 
     token = commands.add_parser("token", help="print a bearer token the local API accepts")

@@ -63,6 +63,9 @@ def provision(template: Template, *, endpoint_url: str | None, region: str = "us
         return clients[service]
 
     params = {**template.parameter_defaults(), **(parameters or {})}
+    for name, spec in template.document.get("Parameters", {}).items():  # lists, as CloudFormation has them
+        if spec.get("Type") == "CommaDelimitedList" and isinstance(params.get(name), str):
+            params[name] = [item.strip() for item in params[name].split(",") if item.strip()]
     pseudo = {"AWS::Region": region, "AWS::AccountId": ACCOUNT_ID, "AWS::URLSuffix": "amazonaws.com",
               "AWS::StackName": prefix, "AWS::Partition": "aws", "AWS::NoValue": ""}
     refs: dict[str, str] = {}

@@ -1,5 +1,5 @@
 """The local HTTP API: every `HttpApi` route of `template.yaml` mapped to its function's handler,
-with API Gateway's payload 2.0 event and JWT authorizer behaviour."""
+with API Gateway's payload 2.0 event, JWT authorizer and CORS behaviour."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import json
 import queue
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from infra.local.apigw import http_api_event
 from infra.local.functions import Handler, LocalContext
-from infra.local.template import Route
+from infra.local.template import Resolver, Route, Template
 from infra.local.tokens import DEFAULT_TOKEN_SECRET, InvalidToken, verify_token
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -26,6 +27,76 @@ _ONE_INVOCATION_AT_A_TIME = threading.Lock()
 keeps the current request on a class (`BaseRouter.current_event`) and log keys on a shared logger.
 Concurrent invocations would read each other's event, so they take turns (see infra/bench/containers.py
 for process containers when real parallelism is measured)."""
+
+
+@dataclass(frozen=True)
+class CorsConfig:
+    """The HttpApi's `CorsConfiguration`, applied the way API Gateway's HTTP API applies it
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-cors.html): a preflight
+    (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) is answered by the API itself,
+    204, with the configured headers when the origin is allowed and none otherwise, before any
+    route, authorizer or function; an allowed origin's other requests get `Access-Control-Allow-Origin`
+    (and the exposed headers) on the function's answer, whose own CORS headers are ignored."""
+
+    allow_origins: tuple[str, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: int | None = None
+    allow_credentials: bool = False
+
+    @classmethod
+    def from_template(cls, template: Template, resolver: Resolver) -> CorsConfig | None:
+        """The configuration of the template's HttpApi, resolved (None: CORS is not configured, or
+        configured away by a condition, as with no `CorsAllowedOrigins`)."""
+        for api in template.resources_of_type("AWS::Serverless::HttpApi").values():
+            configured = resolver.resolve(api.get("Properties", {}).get("CorsConfiguration"))
+            if configured is True:  # SAM's shorthand: any origin
+                return cls(allow_origins=("*",))
+            if isinstance(configured, dict):
+                return cls(allow_origins=_strings(configured.get("AllowOrigins")),
+                           allow_methods=_strings(configured.get("AllowMethods")),
+                           allow_headers=_strings(configured.get("AllowHeaders")),
+                           expose_headers=_strings(configured.get("ExposeHeaders")),
+                           max_age=int(configured["MaxAge"]) if configured.get("MaxAge") is not None else None,
+                           allow_credentials=bool(configured.get("AllowCredentials", False)))
+        return None
+
+    def allows(self, origin: str) -> bool:
+        return "*" in self.allow_origins or origin in self.allow_origins
+
+    def preflight_headers(self, origin: str) -> dict[str, str]:
+        if not self.allows(origin):
+            return {}
+        headers = self._origin_headers(origin)
+        if self.allow_methods:
+            headers["access-control-allow-methods"] = ",".join(self.allow_methods)
+        if self.allow_headers:
+            headers["access-control-allow-headers"] = ",".join(self.allow_headers)
+        if self.max_age is not None:
+            headers["access-control-max-age"] = str(self.max_age)
+        return headers
+
+    def response_headers(self, origin: str) -> dict[str, str]:
+        if not self.allows(origin):
+            return {}
+        headers = self._origin_headers(origin)
+        if self.expose_headers:
+            headers["access-control-expose-headers"] = ",".join(self.expose_headers)
+        return headers
+
+    def _origin_headers(self, origin: str) -> dict[str, str]:
+        headers = {"access-control-allow-origin": "*" if "*" in self.allow_origins else origin}
+        if self.allow_credentials:
+            headers["access-control-allow-credentials"] = "true"
+        return headers
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    """A list parameter as resolved locally (a list, or "" for AWS::NoValue) as a tuple of strings."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(str(item) for item in value or ())
 
 
 class FunctionPool:
@@ -61,10 +132,11 @@ class FunctionPool:
 
 class LocalHttpApi:
     def __init__(self, routes: list[Route], pools: dict[str, FunctionPool], *, host: str = "127.0.0.1",
-                 port: int = 0, token_secret: str = DEFAULT_TOKEN_SECRET) -> None:
+                 port: int = 0, token_secret: str = DEFAULT_TOKEN_SECRET, cors: CorsConfig | None = None) -> None:
         self.routes = routes
         self.pools = pools
         self.token_secret = token_secret
+        self.cors = cors  # set from the template once its parameters are known (`LocalStack.running`)
         api = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -73,7 +145,7 @@ class LocalHttpApi:
             def do_GET(self) -> None:
                 api.handle(self)
 
-            do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -108,6 +180,11 @@ class LocalHttpApi:
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(request.path)
+        origin = request.headers.get("origin")
+        preflight = request.command == "OPTIONS" and request.headers.get("access-control-request-method")
+        if self.cors and origin and preflight:
+            self._send_preflight(request, self.cors.preflight_headers(origin))
+            return
         length = int(request.headers.get("content-length") or 0)
         if length > MAX_BODY_BYTES:
             self._send(request, 413, {"message": "Request Entity Too Large"})
@@ -133,7 +210,7 @@ class LocalHttpApi:
         except Exception as exc:  # an unhandled error in a function is API Gateway's 500
             self._send(request, 500, {"message": "Internal Server Error", "error": type(exc).__name__})
             return
-        self._send_lambda_response(request, response)
+        self._send_lambda_response(request, response, cors=self.cors, origin=origin)
 
     @staticmethod
     def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
@@ -145,7 +222,16 @@ class LocalHttpApi:
         request.wfile.write(data)
 
     @staticmethod
-    def _send_lambda_response(request: BaseHTTPRequestHandler, response: Any) -> None:
+    def _send_preflight(request: BaseHTTPRequestHandler, headers: dict[str, str]) -> None:
+        request.send_response(204)
+        for key, value in headers.items():
+            request.send_header(key, value)
+        request.send_header("content-length", "0")
+        request.end_headers()
+
+    @staticmethod
+    def _send_lambda_response(request: BaseHTTPRequestHandler, response: Any, *, cors: CorsConfig | None = None,
+                              origin: str | None = None) -> None:
         import base64
 
         if not isinstance(response, dict) or "statusCode" not in response:
@@ -155,6 +241,9 @@ class LocalHttpApi:
         request.send_response(int(response["statusCode"]))
         headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
         headers.setdefault("content-type", "application/json")
+        if cors is not None:  # API Gateway ignores the integration's own CORS headers, then adds its own
+            headers = {k: v for k, v in headers.items() if not k.startswith("access-control-")}
+            headers.update(cors.response_headers(origin) if origin else {})
         for key, value in headers.items():
             request.send_header(key, str(value))
         for cookie in response.get("cookies") or []:

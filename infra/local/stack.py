@@ -16,7 +16,7 @@ from typing import Any
 from infra.local.aws_stack import LOCAL_CREDENTIALS, LocalAwsStack, provision
 from infra.local.dispatcher import EventDispatcher
 from infra.local.functions import load_handler
-from infra.local.http_api import FunctionPool, LocalHttpApi
+from infra.local.http_api import CorsConfig, FunctionPool, LocalHttpApi
 from infra.local.scheduler import Scheduler, rate_seconds
 from infra.local.template import Template
 from lorapin.domain import clock
@@ -42,13 +42,16 @@ class LocalStack:
                 training_seconds: float = 2.0, prediction_seconds: float = 1.0, aws_endpoint: str | None = None,
                 emulator: Any = None, template: Template | None = None, prefix: str = "lorapin-local",
                 pool_size: int = 1, quiet: bool = False, schedules: bool = False,
-                clock_rate: float = 1.0, env_overrides: dict[str, str] | None = None) -> Iterator[LocalStack]:
+                clock_rate: float = 1.0, env_overrides: dict[str, str] | None = None,
+                cors_origins: list[str] | None = None) -> Iterator[LocalStack]:
         """Start everything (or reuse a given moto endpoint / emulator) and stop it on exit.
 
         `quiet` keeps the functions' logs and metrics off stdout (for the demo's timeline).
         `schedules` runs the template's `Schedule` events (the reconciler) at their rate.
         `clock_rate` runs the stack's clock that many times faster than real time (every function,
         the reconciler's schedule and the emulator's trainings follow it: `make bench`'s day).
+        `cors_origins` are the browser origins the API allows (default: its own URL, where the
+        console is served).
         """
         from infra.emulator import TRAINER_VERSION_ID, ReplicateEmulator
 
@@ -81,7 +84,10 @@ class LocalStack:
             stack.callback(api.stop)
             aws = provision(template, endpoint_url=aws_endpoint, prefix=prefix, api_url=api.url,
                             parameters={"TrainerVersion": TRAINER_VERSION_ID, "ReplicateOwner": LOCAL_OWNER,
-                                        "Stage": "dev"},
+                                        "Stage": "dev",
+                                        # outputs come from the emulator, over http: allowed explicitly
+                                        "DownloadAllowedHosts": emulator.url,
+                                        "CorsAllowedOrigins": [api.url] if cors_origins is None else cors_origins},
                             secret_value={"api_token": LOCAL_API_TOKEN,
                                           "webhook_signing_secret": emulator.signing_secret},
                             env_overrides={**function_overrides, "REPLICATE_BASE_URL": emulator.url})
@@ -89,6 +95,7 @@ class LocalStack:
                                                pool_size, quiet=quiet)
                      for function_id, spec in template.functions().items()}
             api.pools.update(pools)
+            api.cors = CorsConfig.from_template(template, aws.resolver)
             api.start()
             dispatcher = EventDispatcher(aws, pools).start()
             stack.callback(dispatcher.stop)

@@ -41,6 +41,7 @@ class Runtime:
             clock.use(clock.Clock.parse(settings.clock))
         self._given_replicate = replicate
         self._given_events_client = events_client
+        self._gateway: tuple[str, Replicate] | None = None  # (the token it was built with, the gateway)
 
     # --- adapters --------------------------------------------------------------------------------
     @cached_property
@@ -62,14 +63,20 @@ class Runtime:
 
         return load_replicate_secrets(self.settings.replicate_secret_arn)
 
-    @cached_property
+    @property
     def replicate(self) -> Replicate:
+        """The gateway for the current API token: kept while the token is the same, rebuilt when a
+        rotation reaches the secret's cache (the same age as the signing secret's)."""
         if self._given_replicate is not None:
             return self._given_replicate
         from lorapin.adapters.replicate_gateway import ReplicateGateway
 
-        return ReplicateGateway(self.secrets.api_token, self.settings.replicate_base_url,
-                                timeout_seconds=self.settings.replicate_timeout_seconds)
+        token = self.secrets.api_token
+        if self._gateway is None or self._gateway[0] != token:
+            self._gateway = (token, ReplicateGateway(token, self.settings.replicate_base_url,
+                                                     downloads=self.settings.download_policy(),
+                                                     timeout_seconds=self.settings.replicate_timeout_seconds))
+        return self._gateway[1]
 
     @cached_property
     def media(self) -> MediaStore:

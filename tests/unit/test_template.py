@@ -1,5 +1,5 @@
 """template.yaml's hardening, checked on the document itself: scoped policies, an alarm on every
-dead-letter queue, canary deploys that roll back on alarms, throttling and reserved concurrency."""
+dead-letter queue, canary deploys that roll back on alarms, throttling, and reserved concurrency only when asked for."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.template import load_template
+from infra.local.template import Template, load_template
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -107,11 +107,56 @@ def test_deploys_are_canaries_in_prod_that_roll_back_on_their_alarms() -> None:
     assert webhook_type["Fn::If"][1].startswith("Canary")
 
 
-def test_webhook_concurrency_is_reserved_and_the_api_is_throttled() -> None:
-    assert FUNCTIONS["ReplicateWebhookFunction"]["Properties"]["ReservedConcurrentExecutions"] > 0
+def test_the_api_is_throttled() -> None:
     api = next(v for v in RESOURCES.values() if v["Type"] == "AWS::Serverless::HttpApi")
     throttling = api["Properties"]["DefaultRouteSettings"]
     assert throttling["ThrottlingBurstLimit"] > 0 and throttling["ThrottlingRateLimit"] > 0
+
+
+def reservation_problems(template: dict[str, Any]) -> list[str]:
+    """Why a template would not deploy on a new account: any reserved concurrency that is not a
+    parameter left empty by default. A new account's concurrency limit can be as low as 10, and Lambda
+    keeps 100 unreserved, so a hard-coded reservation fails the first deploy."""
+    parameters = template.get("Parameters", {})
+    conditions = template.get("Conditions", {})
+    problems = []
+    functions = [(k, v["Properties"]) for k, v in template["Resources"].items()
+                 if v["Type"] in ("AWS::Serverless::Function", "AWS::Lambda::Function")]
+    for name, props in [("Globals", template.get("Globals", {}).get("Function", {})), *functions]:
+        if "ReservedConcurrentExecutions" not in props:
+            continue
+        value = props["ReservedConcurrentExecutions"]
+        branches = value.get("Fn::If") if isinstance(value, dict) else None
+        if not branches or branches[2] != {"Ref": "AWS::NoValue"}:
+            problems.append(f"{name}: reserved concurrency {value!r} is not conditional on a parameter")
+            continue
+        condition, reserved = branches[0], branches[1]
+        parameter = parameters.get(reserved.get("Ref", "") if isinstance(reserved, dict) else "")
+        if parameter is None:
+            problems.append(f"{name}: reserved concurrency {reserved!r} is not a parameter")
+        elif parameter.get("Default") != "":
+            problems.append(f"{name}: its parameter {reserved['Ref']} reserves by default")
+        elif conditions.get(condition) != {"Fn::Not": [{"Fn::Equals": [reserved, ""]}]}:
+            problems.append(f"{name}: condition {condition} is not 'the parameter is set'")
+    return problems
+
+
+def test_reserved_concurrency_is_a_parameter_unreserved_by_default() -> None:
+    assert reservation_problems(TEMPLATE) == []
+    for function_id in ("ReplicateWebhookFunction", "ReconcilerFunction"):  # still reservable where it matters
+        reserved = FUNCTIONS[function_id]["Properties"]["ReservedConcurrentExecutions"]["Fn::If"][1]["Ref"]
+        assert TEMPLATE["Parameters"][reserved]["AllowedPattern"] == "^([1-9][0-9]*)?$"
+
+
+def test_the_reservation_check_catches_a_hard_coded_reservation() -> None:
+    hard_coded = {"Resources": {"F": {"Type": "AWS::Serverless::Function",
+                                      "Properties": {"ReservedConcurrentExecutions": 50}}}}
+    assert reservation_problems(hard_coded) == ["F: reserved concurrency 50 is not conditional on a parameter"]
+    by_default = {"Parameters": {"P": {"Type": "String", "Default": "50"}},
+                  "Conditions": {"C": {"Fn::Not": [{"Fn::Equals": [{"Ref": "P"}, ""]}]}},
+                  "Resources": {"F": {"Type": "AWS::Serverless::Function", "Properties": {
+                      "ReservedConcurrentExecutions": {"Fn::If": ["C", {"Ref": "P"}, {"Ref": "AWS::NoValue"}]}}}}}
+    assert reservation_problems(by_default) == ["F: its parameter P reserves by default"]
 
 
 def test_async_invocations_and_rule_deliveries_have_dead_letter_queues() -> None:
@@ -140,3 +185,20 @@ def test_tables_have_point_in_time_recovery_and_encryption() -> None:
             assert props["BillingMode"] == "PAY_PER_REQUEST", name
             assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], name
             assert props["SSESpecification"]["SSEEnabled"], name
+
+
+def test_cors_allows_the_origins_of_a_parameter_none_by_default_and_every_route_method() -> None:
+    parameter = TEMPLATE["Parameters"]["CorsAllowedOrigins"]
+    assert parameter["Type"] == "CommaDelimitedList"
+    assert parameter["Default"] == ""  # no browser origin unless a deployment names one
+    api = next(v for v in RESOURCES.values() if v["Type"] == "AWS::Serverless::HttpApi")
+    # SAM takes an intrinsic only for the whole configuration: no origins, no CORS at all
+    condition, cors, otherwise = api["Properties"]["CorsConfiguration"]["Fn::If"]
+    assert cors["AllowOrigins"] == {"Ref": "CorsAllowedOrigins"} and otherwise == {"Ref": "AWS::NoValue"}
+    assert TEMPLATE["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "CorsAllowedOrigins"}]}, ""]}]}
+    browser_routes = {route.method for route in Template().routes() if route.authorized}
+    assert browser_routes <= set(cors["AllowMethods"])
+    assert {"authorization", "content-type"} <= set(cors["AllowHeaders"])
+    assert "retry-after" in cors["ExposeHeaders"]  # 429 and 503 answers say when to retry
+    assert "AllowCredentials" not in cors  # bearer tokens, not cookies

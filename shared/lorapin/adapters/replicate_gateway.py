@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lorapin.domain.errors import UpstreamUnavailable
+from lorapin.domain.downloads import DEFAULT_ALLOWED_SOURCES, DownloadPolicy, DownloadTarget
+from lorapin.domain.errors import DownloadRefused, UpstreamUnavailable
 from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
 from lorapin.domain.versions import ModelName, VersionRef
 
 if TYPE_CHECKING:
+    import httpx
     import replicate
 
 T = TypeVar("T")
@@ -27,7 +29,7 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_SECONDS = 3.0
 READ_TIMEOUT_SECONDS = 10.0  # the webhook must answer within seconds; Replicate answers faster
 RETRY_DELAYS_SECONDS = (0.25, 0.75, 1.5)  # bounded: the caller's API request must still finish
-MAX_DOWNLOAD_BYTES = 30 * 1024 * 1024
+REPLICATE_DOWNLOADS = DownloadPolicy.from_allow_list(DEFAULT_ALLOWED_SOURCES)
 
 
 class CreateOutcomeUnknown(UpstreamUnavailable):
@@ -46,13 +48,15 @@ class ReplicateRejected(Exception):
 class ReplicateGateway:
     def __init__(self, api_token: str, base_url: str, *, sleep: Callable[[float], None] = time.sleep,
                  retry_delays: tuple[float, ...] = RETRY_DELAYS_SECONDS,
-                 timeout_seconds: float = READ_TIMEOUT_SECONDS) -> None:
+                 timeout_seconds: float = READ_TIMEOUT_SECONDS,
+                 downloads: DownloadPolicy = REPLICATE_DOWNLOADS) -> None:
         self._api_token = api_token
         self._base_url = base_url.rstrip("/")
         self._client: replicate.Client | None = None
         self._sleep = sleep
         self._retry_delays = retry_delays
         self._timeout = timeout_seconds
+        self._downloads = downloads  # where `download` may fetch from (lorapin.domain.downloads)
 
     @property
     def client(self) -> replicate.Client:
@@ -114,21 +118,48 @@ class ReplicateGateway:
         return latest.get("id") if isinstance(latest, dict) else None
 
     def download(self, url: str) -> tuple[bytes, str]:
-        """Fetch a prediction output before Replicate deletes it (outputs live for an hour)."""
+        """Fetch a prediction output before Replicate deletes it (outputs live for an hour), only from
+        the allowed sources (`lorapin.domain.downloads`): each hop of a redirect is checked before it
+        is requested, the body is capped and the whole download has a deadline. A refusal raises
+        `DownloadRefused` without fetching; a failure of an allowed source, `UpstreamUnavailable`."""
         import httpx
 
+        policy = self._downloads
+        deadline = time.monotonic() + policy.timeout_seconds
+        timeout = httpx.Timeout(min(READ_TIMEOUT_SECONDS, policy.timeout_seconds), connect=CONNECT_TIMEOUT_SECONDS)
         try:
-            with httpx.stream("GET", url, timeout=READ_TIMEOUT_SECONDS, follow_redirects=True) as response:
-                response.raise_for_status()
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_DOWNLOAD_BYTES:
-                        raise UpstreamUnavailable(f"output {url} is larger than {MAX_DOWNLOAD_BYTES} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks), response.headers.get("content-type", "application/octet-stream")
-        except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"could not download output {url}: {exc}") from exc
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise DownloadRefused("Refused to download a URL that cannot be parsed.") from exc
+        with httpx.Client(follow_redirects=False, timeout=timeout, trust_env=False) as client:
+            for _ in range(policy.max_redirects + 1):
+                policy.require_allowed(DownloadTarget(target.scheme, target.host, target.port,
+                                                      has_userinfo=bool(target.userinfo)))
+                try:
+                    with client.stream("GET", target) as response:
+                        if response.is_redirect and "location" in response.headers:
+                            target = response.url.join(response.headers["location"])
+                            continue
+                        response.raise_for_status()
+                        return self._read_capped(response, policy, deadline), response.headers.get(
+                            "content-type", "application/octet-stream")
+                except httpx.HTTPError as exc:
+                    raise UpstreamUnavailable(f"could not download output {url}: {exc}") from exc
+        raise DownloadRefused(f"Refused to follow more than {policy.max_redirects} redirects for one output.")
+
+    @staticmethod
+    def _read_capped(response: httpx.Response, policy: DownloadPolicy, deadline: float) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit():
+            policy.refuse_size(int(declared))
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            policy.refuse_size(size)
+            if time.monotonic() > deadline:
+                raise UpstreamUnavailable(f"the output took longer than {policy.timeout_seconds} s to download")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     # --- error handling --------------------------------------------------------------------------
     def _post(self, send: Callable[[], T]) -> T:

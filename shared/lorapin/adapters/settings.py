@@ -13,6 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lorapin.domain.downloads import (
+    DEFAULT_ALLOWED_SOURCES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TIMEOUT_SECONDS,
+    DownloadPolicy,
+)
 from lorapin.domain.versions import ModelName, is_version_id
 
 
@@ -43,6 +49,10 @@ class Settings(BaseModel):
     training_params_overrides: dict[str, Any] = Field(alias="TRAINING_PARAMS_OVERRIDES", default_factory=dict)
     aws_endpoint_url: str | None = Field(alias="AWS_ENDPOINT_URL", default=None)
     aws_region: str = Field(alias="AWS_REGION", default="us-east-1")
+    # Where prediction outputs may be downloaded from (lorapin.domain.downloads), and how much.
+    download_allowed_hosts: str = Field(alias="DOWNLOAD_ALLOWED_HOSTS", default=DEFAULT_ALLOWED_SOURCES)
+    download_max_bytes: int = Field(alias="DOWNLOAD_MAX_BYTES", default=DEFAULT_MAX_BYTES, gt=0)
+    download_timeout_seconds: float = Field(alias="DOWNLOAD_TIMEOUT_SECONDS", default=DEFAULT_TIMEOUT_SECONDS, gt=0)
 
     @field_validator("trainer_model")
     @classmethod
@@ -85,6 +95,16 @@ class Settings(BaseModel):
     @classmethod
     def _public_api_url(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("download_allowed_hosts")
+    @classmethod
+    def _download_allowed_hosts(cls, value: str) -> str:
+        DownloadPolicy.from_allow_list(value)  # a list that cannot be understood fails at cold start
+        return value
+
+    def download_policy(self) -> DownloadPolicy:
+        return DownloadPolicy.from_allow_list(self.download_allowed_hosts, max_bytes=self.download_max_bytes,
+                                              timeout_seconds=self.download_timeout_seconds)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

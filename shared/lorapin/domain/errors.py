@@ -144,11 +144,30 @@ class TriggerWordLocked(Unprocessable):
     code = "TRIGGER_WORD_LOCKED"
 
 
+class DownloadRefused(Unprocessable):
+    """A URL lorapin was handed (a prediction's output) is not one it may fetch: not an allowed
+    source, a redirect out of them, or a body over the size cap. Nothing was fetched from it."""
+
+    code = "DOWNLOAD_REFUSED"
+
+
 # --- 500 ------------------------------------------------------------------------------------------
 class InvalidTrainingParams(LorapinError):
     """A deployment configuration error, not the caller's."""
 
     status, code = 500, "INVALID_TRAINING_PARAMS"
+
+
+class ReplicateSecretInvalid(LorapinError):
+    """The stored Replicate secret cannot work (a deployment error, not the caller's). `problems`
+    name what is wrong, for the operator's log; no value is ever part of them or of the message."""
+
+    status, code = 500, "REPLICATE_SECRET_INVALID"
+    default_message = "The service's Replicate credentials are misconfigured; the operator has been told."
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__()
+        self.problems = problems
 
 
 # --- 503: try again later -------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+"""Build the shared Lambda layer: `requirements.txt` and their dependencies, plus `lorapin/`, into
+OUT (SAM's `$(ARTIFACTS_DIR)/python`), without what the Lambda runtime already provides.
+
+`sam build` runs this through `shared/Makefile` (template.yaml: `Metadata: BuildMethod: makefile`).
+SAM's own python builder installs every dependency, and pynamodb and aws-xray-sdk require botocore,
+so the layer carried 30 MB of botocore that sat ahead of the runtime's boto3 on the import path.
+
+How: pip resolves and installs the requirements for the target platform as usual (so versions are
+the ones pip would pick, and nothing is left out by hand); then the runtime's packages
+(`RUNTIME_PROVIDED`) are removed, with whatever only they needed (e.g. urllib3, python-dateutil),
+file by file from each distribution's RECORD. A distribution is kept when a requirement reaches it
+without passing through a runtime package (an extra's requirements only when the extra is asked
+for; other markers are not evaluated, so in doubt a distribution is kept).
+
+Like SAM's own python builder, it ships no .pyc files (pip's would add 3.4 MB to the zipped layer).
+Standard library only; pip resolves for Python 3.12 whichever Python runs it (`sam build` needs
+python3.12 anyway):
+    python3.12 build_layer.py --out DIR [--architecture arm64|x86_64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from importlib.metadata import Distribution, distributions
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})  # Lambda's python3.12 runtime has them
+PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+PYTHON_VERSION = "3.12"
+_REQUIREMENT = re.compile(r"\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?"
+                          r"[^;]*(?:;(?P<marker>.*))?")
+_EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements(lines: Iterable[str], extras: frozenset[str] = frozenset()) -> dict[str, frozenset[str]]:
+    """The distributions a requirements file or a `Requires-Dist` list asks for (each with the extras
+    asked of it), given the `extras` asked of the one that lists them. A requirement that applies only
+    to an extra counts when that extra was asked for; other markers are not evaluated (in doubt, keep)."""
+    found: dict[str, frozenset[str]] = {}
+    for line in lines:
+        parsed = _REQUIREMENT.fullmatch(line.split("#", 1)[0].strip())
+        if not parsed or not parsed["name"]:
+            continue
+        only_for = {normalise(extra) for extra in _EXTRA.findall(parsed["marker"] or "")}
+        if only_for and not only_for & extras:
+            continue
+        name = normalise(parsed["name"])
+        asked = frozenset(normalise(e) for e in (parsed["extras"] or "").split(",") if e.strip())
+        found[name] = found.get(name, frozenset()) | asked
+    return found
+
+
+def installed(folder: Path) -> dict[str, Distribution]:
+    return {normalise(dist.metadata["Name"]): dist for dist in distributions(path=[str(folder)])}
+
+
+def to_remove(dists: dict[str, Distribution], roots: dict[str, frozenset[str]]) -> set[str]:
+    """What the runtime provides, and what nothing but the runtime's packages needs."""
+    kept: dict[str, frozenset[str]] = {}
+    pending = [(name, extras) for name, extras in roots.items() if name not in RUNTIME_PROVIDED]
+    while pending:
+        name, extras = pending.pop()
+        if name not in dists or (name in kept and extras <= kept[name]):
+            continue
+        kept[name] = kept.get(name, frozenset()) | extras
+        needs = requirements(dists[name].requires or [], kept[name])
+        pending += [(need, asked) for need, asked in needs.items() if need not in RUNTIME_PROVIDED]
+    return set(dists) - set(kept)
+
+
+def remove(folder: Path, dist: Distribution) -> None:
+    """Delete a distribution's files (its RECORD lists them), then the folders left empty."""
+    touched: set[Path] = set()
+    for file in dist.files or []:
+        path = (folder / file).resolve()
+        if folder.resolve() in path.parents and path.is_file():
+            path.unlink()
+            touched.add(path.parent)
+    for directory in sorted(touched, key=lambda p: len(p.parts), reverse=True):
+        while directory != folder.resolve() and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+            directory = directory.parent
+
+
+def build(out: Path, architecture: str) -> list[str]:
+    """Install, copy, prune; return the distributions left out, as `name version`."""
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "--no-warn-script-location", "--root-user-action=ignore", "--no-compile", "--target", str(out),
+                    "--platform", PLATFORMS[architecture], "--implementation", "cp", "--python-version",
+                    PYTHON_VERSION, "--only-binary=:all:", "-r", str(HERE / "requirements.txt")], check=True)
+    shutil.copytree(HERE / "lorapin", out / "lorapin", ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)
+    dists = installed(out)
+    roots = requirements((HERE / "requirements.txt").read_text(encoding="utf-8").splitlines())
+    left_out = [f"{name} {dists[name].version}" for name in sorted(to_remove(dists, roots))]
+    for name in sorted(to_remove(dists, roots)):
+        remove(out, dists[name])
+    shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts: nothing runs them in Lambda
+    return left_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="the layer's python/ folder")
+    parser.add_argument("--architecture", choices=sorted(PLATFORMS), default="arm64")
+    args = parser.parse_args(argv)
+    left_out = build(args.out, args.architecture)
+    print(f"layer ({args.architecture}): left out, the Lambda runtime provides them or only they need them: "
+          f"{', '.join(left_out) or 'nothing'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""The built artifact is what runs: `sam build` of the template (retargeted to x86_64 so that its
+wheels load on this machine, see infra/build/sam.py), then every function imported and invoked from
+that build in a clean `python3.12 -I -S` process whose only imports are the function's folder, its
+layers' python/ and the boto3 the Lambda runtime provides, against moto's server.
+
+An import that only breaks inside the layer (a missing dependency, a native wheel for the wrong
+platform, a module left out of `ContentUri`) fails here; the source-tree tests would not see it.
+`make artifact-test` runs this module alone; `make test` runs it once, with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.build.invoke import Invocation, invoke_built
+from infra.build.python312 import Python312Missing, find_python312
+from infra.build.runtime import runtime_boto3
+from infra.build.sam import BuildFailed, BuiltStack, sam_build
+from infra.local.apigw import http_api_event
+from infra.local.aws_stack import LocalAwsStack, provision
+from infra.local.template import Template
+from infra.resign_event import resign
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
+SIGNING_SECRET = "whsec_QXJ0aWZhY3RUZXN0U2lnbmluZ0tleTAx"
+TRACE_HEADER = "Root=1-67890abc-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=1"
+
+
+@dataclass
+class Artifact:
+    python312: Path
+    built: BuiltStack
+    runtime: Path  # the runtime's boto3
+    aws: LocalAwsStack
+
+    def invoke(self, function_id: str, event: dict[str, Any] | None = None,
+               extra_env: dict[str, str] | None = None) -> Invocation:
+        env = {**self.aws.function_env[function_id], **(extra_env or {})}
+        return invoke_built(self.python312, self.built, function_id, self.runtime, env, event)
+
+    def roots(self, function_id: str) -> tuple[Path, ...]:
+        return (self.built.functions()[function_id].code_dir, *self.built.layer_folders(function_id), self.runtime)
+
+
+@pytest.fixture(scope="module")
+def artifact(moto_server: str) -> Artifact:
+    try:
+        python312 = find_python312()
+        built = sam_build("x86_64")
+    except (Python312Missing, BuildFailed) as exc:
+        pytest.fail(str(exc), pytrace=False)
+    aws = provision(Template(), endpoint_url=moto_server, prefix=f"a{uuid.uuid4().hex[:10]}",
+                    secret_value={"api_token": "r8_artifact", "webhook_signing_secret": SIGNING_SECRET},
+                    env_overrides={"REPLICATE_BASE_URL": "http://127.0.0.1:9"})  # no Replicate call is expected
+    return Artifact(python312, built, runtime_boto3(python312), aws)
+
+
+class XRayDaemon:
+    """A UDP socket standing in for the X-Ray daemon: the segments the functions send, in order."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.setblocking(False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def received(self) -> list[dict[str, Any]]:
+        """What has arrived (a local UDP send is in the buffer once the sender has returned)."""
+        segments: list[dict[str, Any]] = []
+        while True:
+            try:
+                datagram = self.socket.recv(65536)
+            except BlockingIOError:
+                return segments
+            header, _, body = datagram.decode().partition("\n")
+            assert json.loads(header)["format"] == "json"
+            segments.append(json.loads(body))
+
+
+@pytest.fixture
+def xray() -> Iterator[XRayDaemon]:
+    daemon = XRayDaemon()
+    yield daemon
+    daemon.socket.close()
+
+
+def traced(daemon: XRayDaemon) -> dict[str, str]:
+    """Tracing on, as in Lambda: Powertools' Tracer, the X-Ray SDK in Lambda mode, a sampled trace."""
+    return {"POWERTOOLS_TRACE_DISABLED": "false", "_X_AMZN_TRACE_ID": TRACE_HEADER,
+            "AWS_XRAY_DAEMON_ADDRESS": daemon.address, "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR"}
+
+
+def sample(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / name).read_text(encoding="utf-8")))
+
+
+# --- the layer -----------------------------------------------------------------------------------
+def distributions(folder: Path) -> dict[str, Path]:
+    """Installed distributions in a built layer's python/: normalised name → its dist-info."""
+    return {info.name.split("-")[0].lower().replace("_", "-"): info for info in folder.glob("*.dist-info")}
+
+
+def test_the_built_layer_carries_no_boto3_botocore_or_s3transfer(artifact: Artifact) -> None:
+    for name, folder in artifact.built.layers().items():
+        python = folder / "python"
+        assert (python / "lorapin" / "runtime.py").is_file(), f"{name} lacks lorapin itself"
+        carried = [entry.name for entry in python.iterdir()
+                   if entry.name.split("-")[0].lower() in RUNTIME_PROVIDED]
+        assert carried == [], f"{name} carries what the runtime provides"
+        assert not set(distributions(python)) & set(RUNTIME_PROVIDED)
+        assert {"aws-lambda-powertools", "pynamodb", "pydantic", "replicate"} <= set(distributions(python))
+
+
+# --- every function imports from the artifact alone ----------------------------------------------
+def test_every_function_of_the_template_imports_from_its_artifact_alone(artifact: Artifact) -> None:
+    built = artifact.built.functions()
+    assert set(built) == set(Template().functions())  # any function added later is checked too
+    for function_id in sorted(built):
+        loaded = artifact.invoke(function_id)
+        assert loaded.modules_outside(*artifact.roots(function_id)) == {}, function_id
+        assert loaded.modules["botocore"].startswith(str(artifact.runtime.resolve())), function_id
+        assert loaded.modules["lorapin.runtime"].startswith(str(artifact.built.folder.resolve())), function_id
+
+
+# --- one event each, against moto's server -------------------------------------------------------
+def test_a_signed_webhook_answers_200(artifact: Artifact, xray: XRayDaemon) -> None:
+    event = resign(sample("training_succeeded.json"), SIGNING_SECRET)  # a training that is not ours
+    done = artifact.invoke("ReplicateWebhookFunction", event, traced(xray))
+    assert done.response["statusCode"] == 200, done.output
+    assert json.loads(done.response["body"]) == {"outcome": "ignored_unknown"}
+    forged = artifact.invoke("ReplicateWebhookFunction", resign(sample("training_succeeded.json"),
+                                                                 "whsec_Rm9yZ2VkS2V5Rm9yZ2VkS2V5"))
+    assert forged.response["statusCode"] == 401
+
+
+def test_a_jwt_route_answers_for_the_caller_of_the_authorizers_claims(artifact: Artifact,
+                                                                      xray: XRayDaemon) -> None:
+    claims = {"sub": "artifact-user", "iss": "https://issuer.example", "aud": "lorapin-frontend"}
+    event = http_api_event("POST", "/uploads", route_key="POST /uploads", claims=claims,
+                           body=json.dumps({"count": 1}), headers={"content-type": "application/json"})
+    done = artifact.invoke("TrainingApiFunction", event, traced(xray))
+    assert done.response["statusCode"] == 201, done.output
+    (upload,) = json.loads(done.response["body"])["uploads"]
+    assert upload["key"].startswith("users/artifact-user/uploads/")
+    # traced as in Lambda, and the presigned URL it answered with is not in the trace
+    segments = xray.received()
+    assert any(s["name"] == "## lambda_handler" for s in segments), "the handler was not traced"
+    assert upload["url"] not in json.dumps(segments)
+    assert not [s for s in segments if any(key.endswith(" response")
+                                           for key in s.get("metadata", {}).get("lorapin", {}))]
+
+
+def test_the_reconcilers_schedule_event_runs(artifact: Artifact, xray: XRayDaemon) -> None:
+    event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+             "account": "123456789012", "time": "2026-11-28T00:00:00Z", "region": "us-east-1",
+             "resources": ["arn:aws:events:us-east-1:123456789012:rule/reconcile"], "detail": {}}
+    done = artifact.invoke("ReconcilerFunction", event, traced(xray))
+    assert done.response["errors"] == [], done.output
+    assert done.response["trainings_checked"] == 0
+
+
+def test_the_generation_functions_bus_event_runs(artifact: Artifact, xray: XRayDaemon) -> None:
+    done = artifact.invoke("GenerationFunction", sample("model_version_activated.json"), traced(xray))
+    assert done.response == {"released": 0}, done.output

@@ -1,0 +1,110 @@
+"""shared/build_layer.py: what the layer leaves out (the runtime's boto3, botocore, s3transfer and
+what only they need) and what it must keep, on made-up installs; and the wiring that makes
+`sam build` use it for the architecture the template ships."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import build_layer
+from infra.build.python312 import HOW_TO_GET_IT, Python312Missing, find_python312
+from infra.build.sam import SHIPPED_ARCHITECTURE, template_for
+from infra.local.template import REPO_ROOT, load_template
+
+
+def install(folder: Path, name: str, version: str = "1.0", requires: tuple[str, ...] = ()) -> None:
+    """A made-up installed distribution: a package folder and a dist-info with METADATA and RECORD."""
+    package = folder / name.replace("-", "_")
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    info = folder / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("\n".join([f"Name: {name}", f"Version: {version}",
+                                              *(f"Requires-Dist: {r}" for r in requires)]) + "\n")
+    files = [f"{package.name}/__init__.py", f"{info.name}/METADATA", f"{info.name}/RECORD"]
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in files))
+
+
+@pytest.fixture
+def layer(tmp_path: Path) -> Path:
+    install(tmp_path, "pynamodb", requires=("botocore>=1.12",))
+    install(tmp_path, "aws-lambda-powertools", requires=("jmespath<2", "urllib3>=2; extra == 'jwt'",
+                                                         "aws-xray-sdk>=2.8; extra == 'tracer'"))
+    install(tmp_path, "aws-xray-sdk", requires=("wrapt", "botocore>=1.11"))
+    install(tmp_path, "wrapt")
+    install(tmp_path, "botocore", requires=("jmespath<2", "python-dateutil<3", "urllib3<3"))
+    install(tmp_path, "jmespath")
+    install(tmp_path, "python-dateutil", requires=("six>=1.5",))
+    install(tmp_path, "six")
+    install(tmp_path, "urllib3")
+    install(tmp_path, "boto3", requires=("botocore", "s3transfer"))
+    install(tmp_path, "s3transfer", requires=("botocore",))
+    return tmp_path
+
+
+def test_the_runtimes_packages_and_what_only_they_need_are_left_out(layer: Path) -> None:
+    roots = build_layer.requirements(["pynamodb>=6", "aws-lambda-powertools[tracer]>=3.20  # comment"])
+    dists = build_layer.installed(layer)
+    removed = build_layer.to_remove(dists, roots)
+    assert removed == {"boto3", "botocore", "s3transfer", "python-dateutil", "six", "urllib3"}
+    # jmespath stays (Powertools needs it), and so does what the tracer extra brings
+    assert set(dists) - removed == {"pynamodb", "aws-lambda-powertools", "aws-xray-sdk", "wrapt", "jmespath"}
+
+
+def test_without_the_extra_its_requirements_are_not_kept(layer: Path) -> None:
+    removed = build_layer.to_remove(build_layer.installed(layer), build_layer.requirements(["aws-lambda-powertools"]))
+    assert {"aws-xray-sdk", "wrapt", "pynamodb"} <= removed
+    assert "jmespath" not in removed
+
+
+def test_removing_a_distribution_deletes_its_files_and_the_folders_left_empty(layer: Path) -> None:
+    dists = build_layer.installed(layer)
+    build_layer.remove(layer, dists["botocore"])
+    assert not (layer / "botocore").exists()
+    assert not list(layer.glob("botocore-*"))
+    assert (layer / "pynamodb" / "__init__.py").is_file()
+
+
+def test_the_layer_leaves_out_exactly_what_the_runtime_provides() -> None:
+    assert {"boto3", "botocore", "s3transfer"} == build_layer.RUNTIME_PROVIDED
+    listed = build_layer.requirements((REPO_ROOT / "shared" / "requirements.txt").read_text().splitlines())
+    assert not set(listed) & build_layer.RUNTIME_PROVIDED
+
+
+def test_sam_builds_the_layer_with_the_makefile_for_the_architecture_the_template_ships() -> None:
+    template = load_template()
+    layer = template["Resources"]["SharedLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    assert template["Globals"]["Function"]["Architectures"] == [SHIPPED_ARCHITECTURE]
+    assert layer["Metadata"]["BuildArchitecture"] == SHIPPED_ARCHITECTURE
+    makefile = (REPO_ROOT / "shared" / "Makefile").read_text()
+    assert re.search(rf"^LORAPIN_LAYER_ARCHITECTURE \?= {SHIPPED_ARCHITECTURE}$", makefile, re.M)
+    assert re.search(r"^build-SharedLayer:\n\t.*build_layer\.py", makefile, re.M)
+
+
+def test_the_copy_built_for_this_machine_differs_only_in_architecture_and_paths() -> None:
+    shipped, retargeted = load_template(), template_for("x86_64")
+    assert retargeted["Globals"]["Function"]["Architectures"] == ["x86_64"]
+    layer = retargeted["Resources"]["SharedLayer"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+    assert layer["Metadata"] == {**shipped["Resources"]["SharedLayer"]["Metadata"], "BuildArchitecture": "x86_64"}
+    assert layer["Properties"]["ContentUri"] == str(REPO_ROOT / "shared")
+    for name, resource in shipped["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            copied = retargeted["Resources"][name]["Properties"]
+            assert copied["CodeUri"] == str(REPO_ROOT / resource["Properties"]["CodeUri"]).rstrip("/")
+            assert {k: v for k, v in copied.items() if k != "CodeUri"} == \
+                {k: v for k, v in resource["Properties"].items() if k != "CodeUri"}
+
+
+def test_without_python312_the_message_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("PYTHON312", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no python3.12 here
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))  # nor any installed by pyenv
+    with pytest.raises(Python312Missing) as raised:
+        find_python312()
+    assert str(raised.value) == HOW_TO_GET_IT
+    assert "pyenv install 3.12" in HOW_TO_GET_IT
