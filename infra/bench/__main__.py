@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--import-runs", type=int, default=5, help="fresh processes per module (default 5)")
     parser.add_argument("--containers", type=int, default=4, help="warm containers per function (default 4)")
     parser.add_argument("--only", choices=["day"], help="run one part of the bench alone")
-    parser.add_argument("--day-rate", type=float, help="the day's clock acceleration (default 240; 120 with --quick)")
+    parser.add_argument("--day-rate", type=float, help="the day's clock acceleration (default 120; 240 with --quick)")
     parser.add_argument("--stock-stack", action="store_true",
                         help="run the functions as `make run` does: thread containers in this process, taking "
                              "turns because Powertools keeps per-request state on classes (see containers.py)")
