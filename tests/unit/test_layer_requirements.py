@@ -26,8 +26,10 @@ def read(path: Path) -> list[str]:
 def test_layer_and_function_requirements_are_the_runtime_dependencies_without_boto3() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
     layer = names(read(ROOT / "shared" / "requirements.txt"))
-    training_api = names(read(ROOT / "functions" / "training_api" / "requirements.txt"))
+    inspector = names(read(ROOT / "functions" / "photo_inspector" / "requirements.txt"))
     expected = {name: spec for name, spec in names(project).items() if name not in ("boto3", "botocore")}
-    assert {**layer, **training_api} == expected
-    assert not set(layer) & set(training_api)
-    assert "pillow" in training_api  # the photo checks run in the training API only
+    assert {**layer, **inspector} == expected
+    assert not set(layer) & set(inspector)
+    assert set(inspector) == {"pillow", "pillow-heif"}  # photos are decoded in the photo inspector only
+    others = [path.parent.name for path in (ROOT / "functions").glob("*/requirements.txt")]
+    assert others == ["photo_inspector"]

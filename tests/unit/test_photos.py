@@ -1,19 +1,17 @@
-"""Photo rules of REQUIREMENTS §6: each code, on photos Pillow makes, and the set built per mode."""
+"""Photo rules of REQUIREMENTS §6: each code, on photos Pillow makes (camera-sized ones included),
+and the set built per mode."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import pytest
 from PIL import Image
 
-from infra.local.photos_fixture import make_photo
-from lorapin.domain.photos import (
-    MAX_IMAGES,
-    PhotoEntry,
-    build_photo_set,
-    inspect_photo,
-)
+from infra.local.photos_fixture import make_landscape, make_large_jpeg, make_photo, with_exif_orientation
+from lorapin.domain.photo_inspection import MAX_WHOLE_PIXELS, inspect_photo
+from lorapin.domain.photo_set import MAX_IMAGES, PhotoEntry, build_photo_set
 
 
 def entry(seed: int, key: str | None = None) -> PhotoEntry:
@@ -118,3 +116,70 @@ def test_no_photos_and_too_many_photos_are_errors_that_acknowledging_does_not_li
 def test_manifest_entries_round_trip() -> None:
     original = entry(9)
     assert PhotoEntry.from_dict(original.to_dict()) == original
+    provenance = PhotoEntry("k", "0" * 64, "", 1024, 1024, etag='"e"', train_key="k.jpg", training_id="trn_1")
+    assert PhotoEntry.from_dict(provenance.to_dict()) == provenance
+
+
+def test_a_108_megapixel_phone_photo_is_a_photo_and_is_measured_at_full_size() -> None:
+    # The issue's reproduction: 12000x9000 JPEG used to be UNREADABLE_IMAGE ("upload a JPEG straight
+    # from the camera") because Pillow's bomb warning was an error.
+    inspected = inspect_photo("users/u/uploads/big.jpg", make_large_jpeg(12000, 9000))
+    assert inspected.entry is not None, inspected.findings
+    assert (inspected.entry.width, inspected.entry.height) == (12000, 9000)
+    assert codes(inspected.findings) == []
+    assert inspected.format == "JPEG" and inspected.thumbnail is not None
+
+
+def test_more_pixels_than_the_limit_has_its_own_finding_with_honest_guidance() -> None:
+    inspected = inspect_photo("users/u/uploads/huge.jpg", make_large_jpeg(20000, 12000))
+    assert inspected.entry is None
+    assert codes(inspected.findings) == ["IMAGE_TOO_MANY_PIXELS"]
+    message = inspected.findings[0].message
+    assert "20000x12000" in message and "200 MP" in message and "4000 px" in message
+    assert "camera" not in message.split(";")[0]  # it does not claim the photo is not a photo
+
+
+def test_formats_decoded_whole_have_a_lower_pixel_limit() -> None:
+    side = int(MAX_WHOLE_PIXELS ** 0.5) + 10
+    buffer = io.BytesIO()
+    Image.new("L", (side, side), 128).save(buffer, format="PNG")  # compresses to almost nothing
+    inspected = inspect_photo("users/u/uploads/wide.png", buffer.getvalue())
+    assert codes(inspected.findings) == ["IMAGE_TOO_MANY_PIXELS"]
+    assert "PNG, WebP or HEIC" in inspected.findings[0].message
+
+
+def test_an_exif_rotated_photo_is_measured_as_it_is_seen() -> None:
+    sideways = with_exif_orientation(make_landscape(11, 1600, 1200), 6)  # stored 1600x1200, seen 1200x1600
+    inspected = inspect_photo("users/u/uploads/portrait.jpg", sideways)
+    assert inspected.entry is not None
+    assert (inspected.entry.width, inspected.entry.height) == (1200, 1600)
+    thumbnail = Image.open(io.BytesIO(inspected.thumbnail or b""))
+    assert thumbnail.height > thumbnail.width  # the thumbnail is upright too
+    upright = inspect_photo("users/u/uploads/upright.jpg", make_landscape(11, 1600, 1200))
+    assert upright.entry is not None and upright.entry.dhash != inspected.entry.dhash
+
+
+def test_a_rotated_small_side_is_judged_after_rotation() -> None:
+    narrow = with_exif_orientation(make_landscape(12, 1400, 600), 8)  # seen 600x1400: LOW_RESOLUTION
+    inspected = inspect_photo("users/u/uploads/n.jpg", narrow)
+    assert codes(inspected.findings) == ["LOW_RESOLUTION"]
+    assert "600x1400" in inspected.findings[0].message
+
+
+def test_a_heic_photo_is_accepted_and_converted_to_jpeg_for_the_trainer() -> None:
+    inspected = inspect_photo("users/u/uploads/iphone.heic", make_photo(13, fmt="HEIF"))
+    assert inspected.entry is not None and inspected.format == "HEIF"
+    assert codes(inspected.findings) == []
+    converted = Image.open(io.BytesIO(inspected.training_jpeg or b""))
+    assert converted.format == "JPEG" and converted.size == (1024, 1024)
+    jpeg = inspect_photo("users/u/uploads/same.jpg", make_photo(13))
+    assert jpeg.entry is not None and jpeg.training_jpeg is None  # a JPEG trains as uploaded
+    result = build_photo_set([], [inspected.entry, jpeg.entry], "replace")  # one shot in two formats
+    assert codes(result.findings) == ["NEAR_DUPLICATE", "LOW_IMAGE_COUNT"]
+
+
+def test_the_content_hash_is_of_the_bytes_uploaded() -> None:
+    data = make_photo(14)
+    inspected = inspect_photo("users/u/uploads/h.jpg", data, etag='"abc"')
+    assert inspected.entry is not None
+    assert inspected.entry.sha256 == hashlib.sha256(data).hexdigest() and inspected.entry.etag == '"abc"'
