@@ -1,5 +1,5 @@
 """REQUIREMENTS §10 Replicate API calls per completed training, from the emulator's own log (`GET /_emulator/calls`),
-for the whole story over HTTP: POST /uploads, PUT photos, POST /trainings, Replicate trains and
+for the whole story over HTTP: POST /uploads, photos sent by form POST, POST /trainings, Replicate trains and
 sends its webhook, the version becomes current. A first training, then a retrain (merge)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import requests
 
 from infra.bench.events import activated_delivered, wait_for_deliveries
 from infra.bench.table import Row
+from infra.local.photo_upload import send_photo, start_training
 from infra.local.photos_fixture import make_photo
 from infra.local.polling import poll_until
 from infra.local.stack import LocalStack
@@ -44,16 +45,16 @@ class Flow:
             raise FlowFailed(f"POST /uploads answered {response.status_code}: {response.text[:300]}")
         uploads = response.json()["uploads"]
         for seed, upload in zip(seeds, uploads, strict=True):
-            put = requests.put(upload["url"], data=make_photo(seed), headers=upload["headers"], timeout=30)
-            if put.status_code != 200:
-                raise FlowFailed(f"photo PUT answered {put.status_code}")
+            sent = send_photo(upload, make_photo(seed))
+            if sent.status_code != 204:
+                raise FlowFailed(f"photo upload answered {sent.status_code}")
         return [str(u["key"]) for u in uploads]
 
     def train(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         """Start a training and wait until its version is current; the Replicate calls it made."""
         before = len(self.replicate_calls())
         delivered_before = activated_delivered(self.stack)
-        response = self.call("POST", "/trainings", body)
+        response = start_training(lambda: self.call("POST", "/trainings", body))
         if response.status_code != 202:
             raise FlowFailed(f"POST /trainings answered {response.status_code}: {response.text[:300]}")
         training_id = response.json()["training"]["id"]

@@ -63,7 +63,7 @@ class Seeder:
         """Start the user's next training; `release_slot` frees the user's one training slot (I2)
         at once, so that several trainings of one user can be in flight and their webhooks race."""
         from lorapin.adapters.repository import TrainingStarts
-        from lorapin.adapters.tables import TrainingItem
+        from lorapin.adapters.tables import PhotoSetItem, TrainingItem
         from lorapin.domain.clock import new_id, now_iso
         from lorapin.domain.versions import ModelName
         from lorapin.services.training_start import destination_name
@@ -83,7 +83,8 @@ class Seeder:
                                 status="starting", mode="replace", image_count=12, trigger_word=trigger_word,
                                 destination=destination, trainer_model=settings.trainer_model,
                                 trainer_version=settings.trainer_version, params={"steps": 1000}, created_at=now)
-        TrainingStarts(self.repository).begin(model, training, new_model=new_model)
+        TrainingStarts(self.repository).begin(model, training, new_model=new_model, photo_set=PhotoSetItem(
+            user_id, training.training_id, entries=[], created_at=now))
         webhook_url = self.runtime.training_webhook_url(training.training_id)
         created = gateway.create_training(
             trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,

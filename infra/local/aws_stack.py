@@ -41,6 +41,7 @@ class LocalAwsStack:
     names: dict[str, str] = field(default_factory=dict)  # logical id → physical name (or URL/ARN)
     deliveries: list[RuleDelivery] = field(default_factory=list)
     function_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    function_names: dict[str, str] = field(default_factory=dict)  # physical name → logical id
 
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
@@ -101,6 +102,10 @@ def provision(template: Template, *, endpoint_url: str | None, region: str = "us
         elif kind == "AWS::S3::Bucket":
             bucket = name.lower()
             client("s3").create_bucket(Bucket=bucket)
+            if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+                # moto then sends every object event to its buses' rules, as S3 does to the default bus
+                client("s3").put_bucket_notification_configuration(
+                    Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
             refs[logical_id], attributes[logical_id] = bucket, {"Arn": f"arn:aws:s3:::{bucket}"}
         elif kind == "AWS::SecretsManager::Secret":
             refs[logical_id] = secret_arn
@@ -108,6 +113,10 @@ def provision(template: Template, *, endpoint_url: str | None, region: str = "us
             refs[logical_id], attributes[logical_id] = "local", {"ApiEndpoint": api_url}
         elif kind == "AWS::SNS::Topic":
             refs[logical_id] = client("sns").create_topic(Name=name)["TopicArn"]
+        elif kind == "AWS::Serverless::Function":  # run by the local stack; invoked by this name
+            refs[logical_id] = name
+            attributes[logical_id] = {"Arn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"}
+            stack.function_names[name] = logical_id
 
     # Parameters that name an API URL, e.g. the SSM parameter the functions read.
     for logical_id, resource in template.resources_of_type("AWS::SSM::Parameter").items():
@@ -122,12 +131,13 @@ def provision(template: Template, *, endpoint_url: str | None, region: str = "us
                     "POWERTOOLS_TRACE_DISABLED": "true", "PUBLIC_API_URL": api_url, **LOCAL_CREDENTIALS})
         if endpoint_url:
             env["AWS_ENDPOINT_URL"] = endpoint_url
+        env["AWS_ENDPOINT_URL_LAMBDA"] = api_url  # Lambda's Invoke, served by the local API
         env.update(env_overrides or {})
         stack.function_env[function_id] = env
         for rule in spec.rules:
             stack.deliveries.append(_route_rule(client("events"), client("sqs"), prefix, region, rule.function_id,
                                                 rule.event_name, refs.get(rule.bus_resource or "", "default"),
-                                                rule.pattern))
+                                                resolver.resolve(rule.pattern)))
     return stack
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from infra.local.photo_upload import send_photo, start_training
 from infra.local.photos_fixture import make_photo
 from infra.local.polling import poll_until
 from infra.local.stack import LocalStack
@@ -87,12 +88,12 @@ class Demo:
         self.expect(response.status_code == 201, f"uploads answered {response.status_code}: {response.text}")
         uploads = response.json()["uploads"]
         for seed, upload in zip(seeds, uploads, strict=True):
-            put = requests.put(upload["url"], data=make_photo(seed), headers=upload["headers"], timeout=30)
-            self.expect(put.status_code == 200, f"photo upload answered {put.status_code}")
+            sent = send_photo(upload, make_photo(seed))
+            self.expect(sent.status_code == 204, f"photo upload answered {sent.status_code}")
         return [u["key"] for u in uploads]
 
     def train(self, step: str, body: dict[str, Any], label: str) -> dict[str, Any]:
-        response = self.call("POST", "/trainings", body)
+        response = start_training(lambda: self.call("POST", "/trainings", body))
         self.expect(response.status_code == 202, f"{step}: {response.status_code} {response.text}")
         training = response.json()["training"]
         done = self.wait(lambda: (t := self.call("GET", f"/trainings/{training['id']}").json()["training"])
@@ -129,7 +130,7 @@ class Demo:
         self.generate("2. generate", "v1")
 
         few = self.upload(range(100, 103))
-        response = self.call("POST", "/trainings", {"image_keys": few, "mode": "replace"})
+        response = start_training(lambda: self.call("POST", "/trainings", {"image_keys": few, "mode": "replace"}))
         codes = sorted({f["code"] for f in response.json().get("error", {}).get("details", [])})
         self.expect(response.status_code == 422 and "LOW_IMAGE_COUNT" in codes,
                     f"3. few photos should warn: {response.status_code} {response.text}")

@@ -1,6 +1,9 @@
 """Deliver bus events to functions: moto's rule (with the template's pattern) puts each matching
 event on a queue; this drains the queues and invokes the function with the EventBridge envelope.
-A failing invocation is retried (the message becomes visible again), up to `max_attempts`."""
+A failing invocation is retried (the message becomes visible again), up to `max_attempts`.
+
+Lambda's asynchronous invocations (`InvocationType=Event`, e.g. the training API starting the
+training submitter) are run here too, each in a thread of its own, with Lambda's two retries."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from typing import Any
 
 from infra.local.aws_stack import LocalAwsStack, RuleDelivery
 from infra.local.http_api import FunctionPool
+
+ASYNC_ATTEMPTS = 3  # Lambda retries a failed asynchronous invocation twice
+ASYNC_RETRY_SECONDS = 0.2
 
 
 class EventDispatcher:
@@ -57,9 +63,37 @@ class EventDispatcher:
                     return
                 self._deliver(sqs, delivery, message)
 
+    def invoke_async(self, function_id: str, payload: dict[str, Any]) -> None:
+        """Queue an invocation as Lambda's asynchronous invocation does: run it soon, retry a failure twice."""
+        with self._changed:
+            self._delivering += 1
+        threading.Thread(target=self._run_async, args=(function_id, payload), daemon=True,
+                         name=f"async-{function_id}").start()
+
+    def _run_async(self, function_id: str, payload: dict[str, Any]) -> None:
+        try:
+            for attempt in range(1, ASYNC_ATTEMPTS + 1):
+                if self._stop.is_set():
+                    return
+                try:
+                    result = self._pools[function_id].invoke(payload)
+                except Exception as exc:
+                    if attempt == ASYNC_ATTEMPTS:
+                        self.dead_letters.append({"function": function_id, "event": payload, "error": repr(exc)})
+                    else:
+                        self._stop.wait(ASYNC_RETRY_SECONDS * attempt)
+                    continue
+                self.delivered.append({"function": function_id, "event": payload, "result": result})
+                return
+        finally:
+            with self._changed:
+                self._delivering -= 1
+                self._changed.notify_all()
+
     def wait_drained(self, timeout: float = 30.0) -> None:
         """Wait until every rule's queue is empty (no message waiting or in flight) and no
-        invocation is under way: every event published so far has reached its function."""
+        invocation is under way (asynchronous ones included): every event published so far has
+        reached its function."""
         deadline = time.monotonic() + timeout
         sqs = self._stack.client("sqs")
         while True:

@@ -7,12 +7,13 @@ import contextlib
 import io
 import json
 import queue
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from infra.local.apigw import http_api_event
 from infra.local.functions import Handler, LocalContext
@@ -20,6 +21,7 @@ from infra.local.template import Resolver, Route, Template
 from infra.local.tokens import DEFAULT_TOKEN_SECRET, InvalidToken, verify_token
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+_LAMBDA_INVOKE = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
 
 
 _ONE_INVOCATION_AT_A_TIME = threading.Lock()
@@ -111,10 +113,12 @@ class FunctionPool:
             self._idle.put(handler)
 
     def modules(self) -> list[Any]:
-        """The loaded function modules (for fault injection in tests)."""
+        """The loaded function modules (for fault injection in tests); a container running in a
+        process of its own has none here."""
         import sys
 
-        return [sys.modules[handler.__module__] for handler in self._handlers]
+        return [sys.modules[handler.__module__] for handler in self._handlers
+                if not getattr(handler, "isolated", False)]
 
     def invoke(self, event: dict[str, Any]) -> Any:
         handler = self._idle.get()
@@ -137,6 +141,10 @@ class LocalHttpApi:
         self.pools = pools
         self.token_secret = token_secret
         self.cors = cors  # set from the template once its parameters are known (`LocalStack.running`)
+        # Lambda's Invoke API for the functions it runs (physical name → logical id), and how an
+        # asynchronous invocation is queued (`EventDispatcher.invoke_async`): set by `LocalStack.running`.
+        self.function_names: dict[str, str] = {}
+        self.invoke_async: Callable[[str, dict[str, Any]], None] | None = None
         api = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -190,6 +198,10 @@ class LocalHttpApi:
             self._send(request, 413, {"message": "Request Entity Too Large"})
             return
         body = request.rfile.read(length) if length else None
+        lambda_invoke = _LAMBDA_INVOKE.fullmatch(parts.path) if request.command == "POST" else None
+        if lambda_invoke:
+            self._invoke_function(request, unquote(lambda_invoke["name"]), body)
+            return
         matched = self.match(request.command, parts.path)
         if matched is None:
             self._send(request, 404, {"message": "Not Found"})
@@ -212,11 +224,46 @@ class LocalHttpApi:
             return
         self._send_lambda_response(request, response, cors=self.cors, origin=origin)
 
+    def _invoke_function(self, request: BaseHTTPRequestHandler, name: str, body: bytes | None) -> None:
+        """Lambda's `Invoke` (what boto3 sends to AWS_ENDPOINT_URL_LAMBDA): `RequestResponse` runs the
+        function and answers its result (a raised error as `X-Amz-Function-Error`), `Event` queues it."""
+        function_id = self.function_names.get(name.rsplit(":", 1)[-1])
+        if function_id is None:
+            self._send(request, 404, {"Type": "User", "message": f"Function not found: {name}"},
+                       headers={"x-amzn-errortype": "ResourceNotFoundException"})
+            return
+        payload = json.loads(body or b"{}")
+        if request.headers.get("x-amz-invocation-type") == "Event":
+            assert self.invoke_async is not None
+            self.invoke_async(function_id, payload)
+            self._send_raw(request, 202, b"", {})
+            return
+        try:
+            result = self.pools[function_id].invoke(payload)
+        except Exception as exc:
+            error = {"errorMessage": str(exc), "errorType": type(exc).__name__}
+            self._send_raw(request, 200, json.dumps(error).encode(), {"x-amz-function-error": "Unhandled"})
+            return
+        self._send_raw(request, 200, json.dumps(result).encode(), {"x-amz-executed-version": "$LATEST"})
+
     @staticmethod
-    def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+    def _send_raw(request: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str]) -> None:
+        request.send_response(status)
+        request.send_header("content-type", "application/json")
+        for key, value in headers.items():
+            request.send_header(key, value)
+        request.send_header("content-length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    @staticmethod
+    def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         request.send_response(status)
         request.send_header("content-type", "application/json")
+        for key, value in (headers or {}).items():
+            request.send_header(key, value)
         request.send_header("content-length", str(len(data)))
         request.end_headers()
         request.wfile.write(data)

@@ -1,4 +1,5 @@
-"""moto's server with DynamoDB requests handled one at a time, and a log of who called what.
+"""moto's server with DynamoDB requests handled one at a time, S3's checks of form uploads, and a
+log of who called what.
 
 moto serves requests on concurrent threads, and its DynamoDB backend checks a condition and then
 writes in separate Python steps; a `TransactWriteItems` that fails restores deep copies of whole
@@ -21,6 +22,9 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from infra.local.partition_log import PartitionLog
+from infra.local.s3_post_policy import enforce_post_policy
+
+LOCAL_SECRET_KEY = "testing"  # what every local client signs with (infra.local.aws_stack.LOCAL_CREDENTIALS)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 APP_ID = re.compile(r"\bapp/(\S+)")  # botocore puts AWS_SDK_UA_APP_ID in the user agent
@@ -94,7 +98,9 @@ class AtomicMotoServer(ThreadedMotoServer):
         self.partitions = PartitionLog() if count_partitions else None
 
     def _server_entry(self) -> None:
-        app = serialise_dynamodb(DomainDispatcherApplication(create_backend_app), self.calls, self.partitions)
+        app = enforce_post_policy(
+            serialise_dynamodb(DomainDispatcherApplication(create_backend_app), self.calls, self.partitions),
+            LOCAL_SECRET_KEY)
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()

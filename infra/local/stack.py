@@ -15,13 +15,17 @@ from typing import Any
 
 from infra.local.aws_stack import LOCAL_CREDENTIALS, LocalAwsStack, provision
 from infra.local.dispatcher import EventDispatcher
-from infra.local.functions import load_handler
+from infra.local.functions import Handler, load_handler
 from infra.local.http_api import CorsConfig, FunctionPool, LocalHttpApi
 from infra.local.scheduler import Scheduler, rate_seconds
-from infra.local.template import Template
+from infra.local.template import FunctionSpec, Template
 from lorapin.domain import clock
 
 LOCAL_OWNER = "lorapin-local"
+CALLED_SYNCHRONOUSLY = frozenset({"PhotoInspectorFunction"})
+"""Functions another function calls and waits for (the training API calls the photo inspector):
+their containers are processes of their own, since thread containers take turns and the caller
+holds the turn while it waits (`infra.local.containers`)."""
 LOCAL_API_TOKEN = "r8_local"
 
 
@@ -91,14 +95,16 @@ class LocalStack:
                             secret_value={"api_token": LOCAL_API_TOKEN,
                                           "webhook_signing_secret": emulator.signing_secret},
                             env_overrides={**function_overrides, "REPLICATE_BASE_URL": emulator.url})
-            pools = {function_id: FunctionPool(function_id, partial(load_handler, spec, aws.function_env[function_id]),
-                                               pool_size, quiet=quiet)
+            pools = {function_id: FunctionPool(function_id, partial(_container, spec, aws.function_env[function_id],
+                                                                    stack), pool_size, quiet=quiet)
                      for function_id, spec in template.functions().items()}
             api.pools.update(pools)
             api.cors = CorsConfig.from_template(template, aws.resolver)
             api.start()
             dispatcher = EventDispatcher(aws, pools).start()
             stack.callback(dispatcher.stop)
+            api.function_names.update(aws.function_names)
+            api.invoke_async = dispatcher.invoke_async
             scheduler = None
             if schedules:
                 periods = {rule.function_id: rate_seconds(str(aws.resolver.resolve(rule.expression)))
@@ -117,3 +123,14 @@ class LocalStack:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _container(spec: FunctionSpec, env: dict[str, str], stack: contextlib.ExitStack) -> Handler:
+    """One warm container of a function: a thread of this process, or a process of its own."""
+    if spec.logical_id not in CALLED_SYNCHRONOUSLY:
+        return load_handler(spec, env)
+    from infra.local.containers import ProcessContainer
+
+    container = ProcessContainer(spec, env)  # its cold start runs while the stack starts
+    stack.callback(container.close)
+    return container
