@@ -1,5 +1,6 @@
 """In-memory stand-ins for the outside world, for the services' unit tests: Replicate (the
-`lorapin.services.ports.Replicate` protocol) and the EventBridge bus (an `EventsClient`).
+`lorapin.services.ports.Replicate` protocol), the EventBridge bus (an `EventsClient`) and Lambda's
+Invoke of our own functions (`lorapin.services.ports.Functions`, run in-process).
 
 Storage is not faked by hand: the unit tests run the real repository on moto's in-memory DynamoDB
 (`mock_aws`, no sockets), so the guards they exercise are the DynamoDB conditions that ship, not
@@ -202,6 +203,62 @@ class FakeReplicate:
         if not complete:
             raise UpstreamUnavailable("could not confirm")
         return None
+
+
+class InProcessFunctions:
+    """Our functions as Lambda's Invoke would run them, in this process: the photo inspector (a
+    payload with "inspect") and the training submitter ("submit_training"). An asynchronous start
+    runs at once unless `hold_starts` is set, when it waits for `run_held()` (Lambda's queue).
+    `fail_next_start` makes the next start fail as Lambda's API would."""
+
+    def __init__(self) -> None:
+        self.runtime: Any = None  # bound once the Runtime exists (`bind`)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.invoked: list[str] = []  # the function names, as the settings give them
+        self.results: list[Any] = []
+        self.held: list[dict[str, Any]] = []
+        self.hold_starts = False
+        self.fail_next_start: Exception | None = None
+
+    def bind(self, runtime: Any) -> InProcessFunctions:
+        self.runtime = runtime
+        return self
+
+    def call(self, function_name: str, payload: dict[str, Any]) -> Any:
+        self.invoked.append(function_name)
+        self.calls.append(("call", payload))
+        return self._run(payload)
+
+    def start(self, function_name: str, payload: dict[str, Any]) -> None:
+        self.invoked.append(function_name)
+        self.calls.append(("start", payload))
+        if self.fail_next_start is not None:
+            error, self.fail_next_start = self.fail_next_start, None
+            raise error
+        if self.hold_starts:
+            self.held.append(payload)
+        else:
+            self._run(payload)
+
+    def run_held(self) -> list[Any]:
+        held, self.held = self.held, []
+        return [self._run(payload) for payload in held]
+
+    def _run(self, payload: dict[str, Any]) -> Any:
+        if "inspect" in payload:
+            request = payload["inspect"]
+            result: Any = {"inspected": self.runtime.photo_inspections().inspect_keys(
+                request["user_id"], request["keys"], budget_seconds=float(request["budget_seconds"]))}
+        else:
+            request = payload["submit_training"]
+            result = self.runtime.trainings().submit(request["user_id"], request["training_id"])
+        self.results.append(result)
+        return result
+
+    def submissions(self) -> list[Any]:
+        """What each submission did ("submitted", "failed", ...), in order."""
+        return [result for (kind, payload), result in zip(self.calls, self.results, strict=False)
+                if "submit_training" in payload]
 
 
 class RecordingBus:

@@ -17,6 +17,7 @@ from infra.local.aws_stack import LocalAwsStack
 from infra.local.dispatcher import EventDispatcher
 from infra.local.functions import apply_environment
 from infra.local.http_api import LocalHttpApi
+from infra.local.photo_upload import send_photo
 from infra.local.polling import poll_until
 from infra.local.stack import LocalStack
 from infra.local.template import Template
@@ -24,6 +25,8 @@ from infra.local.tokens import issue_token
 from lorapin.adapters.repository import Repository
 from lorapin.adapters.settings import Settings
 from lorapin.http.webhook_signature import sign_webhook
+
+UPLOAD_BATCH = 50  # POST /uploads hands out at most this many uploads at once
 
 
 @dataclass
@@ -47,7 +50,8 @@ class Harness:
         """Every item of every table of this world, for "nothing was written" checks."""
         dynamodb = self.stack.client("dynamodb")
         snapshot = {}
-        for logical_id in ("ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "IdempotencyTable"):
+        for logical_id in ("ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "IdempotencyTable",
+                           "PhotosTable", "PhotoSetsTable"):
             items = dynamodb.get_paginator("scan").paginate(TableName=self.name(logical_id)).build_full_result()
             snapshot[logical_id] = sorted(json.dumps(item, sort_keys=True) for item in items["Items"])
         return snapshot
@@ -149,6 +153,24 @@ class Harness:
         return requests.post(url, data=event["body"], headers=event["headers"], timeout=30)
 
 
+def upload_photos(world: Harness, user: str, photos: list[bytes], content_type: str = "image/jpeg", *,
+                  inspected: bool = True) -> list[str]:
+    """Photos sent the way a frontend sends them (POST /uploads, then each presigned form POST to
+    moto's S3); `inspected`: wait until S3's notifications have reached the photo inspector."""
+    keys: list[str] = []
+    for start in range(0, len(photos), UPLOAD_BATCH):
+        batch = photos[start:start + UPLOAD_BATCH]
+        answer = world.call("POST", "/uploads", user=user, body={"count": len(batch), "content_type": content_type})
+        assert answer.status_code == 201, answer.text
+        for photo, slot in zip(batch, answer.json()["uploads"], strict=True):
+            sent = send_photo(slot, photo, content_type=content_type)
+            assert sent.status_code == 204, sent.text
+            keys.append(slot["key"])
+    if inspected:
+        world.dispatcher.wait_drained()
+    return keys
+
+
 def wait_for(condition: Callable[[], Any], *, timeout: float = 30.0, interval: float | None = None,
              message: str = "condition") -> Any:
     """Poll until `condition()` is truthy; fail with `message` after `timeout` seconds."""
@@ -164,7 +186,7 @@ def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", im
     from lorapin.adapters.replicate_gateway import ReplicateGateway
     from lorapin.adapters.repository import Repository, TrainingStarts
     from lorapin.adapters.settings import Settings
-    from lorapin.adapters.tables import ModelItem, TrainingItem
+    from lorapin.adapters.tables import ModelItem, PhotoSetItem, TrainingItem
     from lorapin.domain.clock import new_id, now_iso
     from lorapin.domain.versions import ModelName
     from lorapin.runtime import Runtime
@@ -197,7 +219,8 @@ def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", im
                             destination=model.destination if model else str(destination),
                             trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,
                             params={"steps": 1000}, created_at=now)
-    TrainingStarts(repository).begin(model, training, new_model=new_model)
+    TrainingStarts(repository).begin(model, training, new_model=new_model, photo_set=PhotoSetItem(
+        training.user_id, training.training_id, entries=[], created_at=training.created_at))
     created = gateway.create_training(
         trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,
         destination=ModelName.parse(training.destination),

@@ -1,5 +1,6 @@
 """The training API (JWT): `POST /uploads`, `POST /trainings`, `GET /trainings/{id}`, `GET /model`,
-`POST /model/rollback`, and the OpenAPI document at `GET /openapi.json`."""
+`POST /model/rollback`, `GET /photos`, `DELETE /photos/{name}`, and the OpenAPI document at
+`GET /openapi.json`. It decodes no photo (the photo inspector does, as they arrive)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     count: int = Field(ge=1, le=50)
-    content_type: Literal["image/jpeg", "image/png", "image/webp"] = "image/jpeg"
+    content_type: Literal["image/jpeg", "image/png", "image/webp", "image/heic", "image/heif"] = "image/jpeg"
 
 
 class RollbackRequest(BaseModel):
@@ -62,6 +63,18 @@ def get_training(training_id: str) -> JsonResponse:
 def get_model() -> JsonResponse:
     model, versions = runtime.history().model(caller_id(app))
     return json_response(200, {"model": model_view(model, versions)})
+
+
+@app.get("/photos")
+def get_photos() -> JsonResponse:
+    return json_response(200, runtime.photo_library().photos(caller_id(app)))
+
+
+@app.delete("/photos/<name>")
+def remove_photo(name: str) -> JsonResponse:
+    photos = runtime.photo_library().remove(caller_id(app), name)
+    count("PhotosRemoved")
+    return json_response(200, photos)
 
 
 @app.post("/model/rollback")

@@ -21,12 +21,15 @@ if TYPE_CHECKING:
     from lorapin.adapters.secrets import ReplicateSecrets
     from lorapin.services.generation import Generations
     from lorapin.services.model_history import ModelHistory
-    from lorapin.services.ports import Replicate
+    from lorapin.services.photo_inspection import PhotoInspections
+    from lorapin.services.photo_library import PhotoLibrary
+    from lorapin.services.ports import Functions, Replicate
     from lorapin.services.reconciler import Reconciler, ReconcilerLimits
     from lorapin.services.training_completion import TrainingCompletion
     from lorapin.services.training_start import Trainings
 
 API_URL_MAX_AGE_SECONDS = 3600
+INLINE_CALL_SECONDS = 12  # a synchronous call to the photo inspector (its own budget is 8 s)
 
 
 class Runtime:
@@ -35,12 +38,13 @@ class Runtime:
     first use from the settings."""
 
     def __init__(self, settings: Settings, *, replicate: Replicate | None = None,
-                 events_client: EventsClient | None = None) -> None:
+                 events_client: EventsClient | None = None, functions: Functions | None = None) -> None:
         self.settings = settings
         if settings.clock != clock.SYSTEM:  # the local stack's accelerated clock (make bench)
             clock.use(clock.Clock.parse(settings.clock))
         self._given_replicate = replicate
         self._given_events_client = events_client
+        self._given_functions = functions
         self._gateway: tuple[str, Replicate] | None = None  # (the token it was built with, the gateway)
 
     # --- adapters --------------------------------------------------------------------------------
@@ -84,6 +88,22 @@ class Runtime:
 
         return MediaStore(self._boto_client("s3"), self.settings.media_bucket)
 
+    @cached_property
+    def functions(self) -> Functions:
+        """lorapin's other functions (Lambda Invoke): synchronous calls get one attempt and a read
+        timeout that fits the caller's budget; asynchronous starts are retried by botocore."""
+        if self._given_functions is not None:
+            return self._given_functions
+        import boto3
+        from botocore.config import Config
+
+        from lorapin.adapters.functions import LambdaFunctions
+
+        region = self.settings.aws_region
+        sync = boto3.client("lambda", region_name=region,
+                            config=Config(read_timeout=INLINE_CALL_SECONDS, retries={"total_max_attempts": 1}))
+        return LambdaFunctions(sync, self._boto_client("lambda"))
+
     # --- services --------------------------------------------------------------------------------
     def generations(self) -> Generations:
         from lorapin.services.generation import Generations
@@ -94,7 +114,19 @@ class Runtime:
         from lorapin.services.training_start import Trainings
 
         return Trainings(self.settings, self.repository, lambda: self.replicate, lambda: self.media,
-                         self.training_webhook_url, self.publisher)
+                         self.training_webhook_url, self.publisher, lambda: self.functions)
+
+    def photo_library(self) -> PhotoLibrary:
+        from lorapin.adapters.photo_records import PhotoRecords
+        from lorapin.services.photo_library import PhotoLibrary
+
+        return PhotoLibrary(self.repository, PhotoRecords(self.settings), lambda: self.media)
+
+    def photo_inspections(self) -> PhotoInspections:
+        from lorapin.adapters.photo_records import PhotoRecords
+        from lorapin.services.photo_inspection import PhotoInspections
+
+        return PhotoInspections(PhotoRecords(self.settings), lambda: self.media)
 
     def completion(self) -> TrainingCompletion:
         from lorapin.services.training_completion import TrainingCompletion

@@ -174,3 +174,22 @@ def test_the_reconcilers_schedule_event_runs(artifact: Artifact, xray: XRayDaemo
 def test_the_generation_functions_bus_event_runs(artifact: Artifact, xray: XRayDaemon) -> None:
     done = artifact.invoke("GenerationFunction", sample("model_version_activated.json"), traced(xray))
     assert done.response == {"released": 0}, done.output
+
+
+def test_the_photo_inspector_decodes_a_heic_upload_from_its_own_dependencies(artifact: Artifact,
+                                                                             xray: XRayDaemon) -> None:
+    """Pillow and pillow-heif come from the inspector's own requirements (native wheels for the
+    runtime's Python), not from the shared layer."""
+    from infra.local.photos_fixture import make_photo
+
+    event = sample("photo_uploaded.json")
+    key = event["detail"]["object"]["key"].replace(".jpg", ".heic")
+    event["detail"]["object"]["key"] = key
+    artifact.aws.client("s3").put_object(Bucket=artifact.aws.names["MediaBucket"], Key=key,
+                                         Body=make_photo(5, fmt="HEIF"), ContentType="image/heic")
+    done = artifact.invoke("PhotoInspectorFunction", event, traced(xray))
+    assert done.response == {"photo_key": key, "inspected": True, "usable": True}, done.output
+    assert "PIL" in {name.split(".")[0] for name in done.modules}
+    assert done.modules["PIL"].startswith(str(artifact.built.functions()["PhotoInspectorFunction"].code_dir.resolve()))
+    shared_layers = [folder / "python" for folder in artifact.built.layers().values()]
+    assert not any((layer / "PIL").exists() for layer in shared_layers), "Pillow leaked into the shared layer"

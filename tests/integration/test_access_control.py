@@ -10,6 +10,7 @@ import calendar
 import hashlib
 import hmac
 import io
+import json
 import logging
 import re
 import time
@@ -20,13 +21,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 
+from infra.local.photo_upload import send_photo
 from infra.local.photos_fixture import make_photo
 from infra.local.stack import LOCAL_API_TOKEN
 from infra.local.tokens import issue_token
 from lorapin.adapters.media import PRESIGNED_GET_SECONDS
-from lorapin.domain.photos import MAX_IMAGE_BYTES
+from lorapin.domain.photo_set import MAX_IMAGE_BYTES
 from lorapin.services.uploads import UPLOAD_URL_SECONDS
-from tests.harness import Harness, seed_training, wait_for
+from tests.harness import Harness, seed_training, upload_photos, wait_for
 
 UPLOAD_KEY = r"users/{user}/uploads/[0-9a-f]{{32}}\.{ext}"
 
@@ -56,14 +58,7 @@ def generated(world: Harness, user_id: str) -> dict[str, Any]:
 
 
 def upload(world: Harness, user_id: str, photos: list[bytes], content_type: str = "image/jpeg") -> list[str]:
-    response = world.call("POST", "/uploads", user=user_id, body={"count": len(photos), "content_type": content_type})
-    assert response.status_code == 201, response.text
-    keys = []
-    for photo, target in zip(photos, response.json()["uploads"], strict=True):
-        put = requests.put(target["url"], data=photo, headers=target["headers"], timeout=60)
-        assert put.status_code == 200, put.text
-        keys.append(str(target["key"]))
-    return keys
+    return upload_photos(world, user_id, photos, content_type)
 
 
 def assert_leaks_nothing(response: requests.Response, secrets: Iterable[str], *, sent: str = "") -> None:
@@ -208,10 +203,11 @@ def test_photo_keys_outside_the_callers_prefix_are_refused_before_anything_is_re
     # and nothing was written or started: bert has no model, Replicate heard nothing
     assert harness.tables_snapshot() == before
     assert harness.replicate_calls() == []
-    # and the spy was live: his own key is read (and found too small to train on)
-    own = harness.call("POST", "/trainings", user="bert", body={"image_keys": [berts]})
+    # and the spy was live: a key of his own with no inspection yet is looked up in S3
+    never_uploaded = f"users/bert/uploads/{'b' * 32}.jpg"
+    own = harness.call("POST", "/trainings", user="bert", body={"image_keys": [berts, never_uploaded]})
     assert own.status_code == 422, own.text
-    assert ("GetObject", berts) in s3_calls
+    assert ("HeadObject", never_uploaded) in s3_calls
 
 
 # --- presigned uploads -----------------------------------------------------------------------------
@@ -224,21 +220,20 @@ def expires_in(url: str) -> float:
     return int(query["expires"]) - time.time()
 
 
-def sigv2_signature(method: str, content_type: str, url: str, secret_key: str) -> str:
-    """What a SigV2 query signature must be for this method, content type, expiry, bucket and key."""
-    parts = urlsplit(url)
-    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-    amz = "".join(f"{k.lower()}:{v}\n" for k, v in sorted(query.items()) if k.lower().startswith("x-amz-"))
-    string_to_sign = f"{method}\n\n{content_type}\n{query['Expires']}\n{amz}{parts.path}"
-    digest = hmac.new(secret_key.encode(), string_to_sign.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
+def policy_of(upload: dict[str, Any]) -> dict[str, Any]:
+    return dict(json.loads(base64.b64decode(upload["fields"]["policy"])))
 
 
-def test_presigned_uploads_are_one_fresh_key_each_under_the_callers_prefix_and_short_lived(
+def sigv2_signature(policy_b64: str, secret_key: str) -> str:
+    """What S3 expects a SigV2 POST policy's signature to be."""
+    return base64.b64encode(hmac.new(secret_key.encode(), policy_b64.encode(), hashlib.sha1).digest()).decode()
+
+
+def test_presigned_uploads_are_one_fresh_key_each_under_the_callers_prefix_short_lived_and_capped(
         harness: Harness) -> None:
     # When ada asks for three PNG uploads
     response = harness.call("POST", "/uploads", user="ada", body={"count": 3, "content_type": "image/png"})
-    # Then she gets three PUTs, each for its own fresh key under users/ada/uploads/
+    # Then she gets three form POSTs, each for its own fresh key under users/ada/uploads/
     assert response.status_code == 201, response.text
     uploads = response.json()["uploads"]
     assert len(uploads) == 3
@@ -247,28 +242,32 @@ def test_presigned_uploads_are_one_fresh_key_each_under_the_callers_prefix_and_s
     secret_key = harness.env("TrainingApiFunction")["AWS_SECRET_ACCESS_KEY"]
     for target in uploads:
         assert re.fullmatch(UPLOAD_KEY.format(user="ada", ext="png"), target["key"]), target["key"]
-        assert target["method"] == "PUT"
-        assert target["headers"] == {"Content-Type": "image/png"}
-        url = target["url"]
-        assert unquote(urlsplit(url).path) in (f"/{bucket}/{target['key']}", f"/{target['key']}")
+        assert target["method"] == "POST" and target["max_bytes"] == MAX_IMAGE_BYTES
+        assert target["fields"]["key"] == target["key"] and target["fields"]["Content-Type"] == "image/png"
+        policy = policy_of(target)
         # short-lived: about UPLOAD_URL_SECONDS (15 minutes), never more
-        assert UPLOAD_URL_SECONDS - 60 <= expires_in(url) <= UPLOAD_URL_SECONDS + 5
-        assert UPLOAD_URL_SECONDS <= 15 * 60
-        # and signed for exactly this method, content type, bucket and key
-        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
-        if "X-Amz-SignedHeaders" in query:
-            assert {"content-type", "host"} <= set(query["X-Amz-SignedHeaders"].split(";"))
+        expires = calendar.timegm(time.strptime(policy["expiration"][:19], "%Y-%m-%dT%H:%M:%S"))
+        assert UPLOAD_URL_SECONDS - 60 <= expires - time.time() <= UPLOAD_URL_SECONDS + 5 <= 15 * 60 + 5
+        # S3 enforces, for this bucket: exactly this key, this content type, 1 byte to 20 MiB
+        assert {"bucket": bucket} in policy["conditions"] and {"key": target["key"]} in policy["conditions"]
+        assert {"Content-Type": "image/png"} in policy["conditions"]
+        assert ["content-length-range", 1, MAX_IMAGE_BYTES] in policy["conditions"]
+        # and the policy is signed: a caller who widens it breaks the signature
+        if "signature" in target["fields"]:
+            assert target["fields"]["signature"] == sigv2_signature(target["fields"]["policy"], secret_key)
+            wider = base64.b64encode(json.dumps({**policy, "conditions": [
+                c for c in policy["conditions"] if not (isinstance(c, list) and c[0] == "content-length-range")]})
+                .encode()).decode()
+            assert target["fields"]["signature"] != sigv2_signature(wider, secret_key)
         else:
-            assert query["Signature"] == sigv2_signature("PUT", "image/png", url, secret_key)
-            assert query["Signature"] != sigv2_signature("PUT", "text/html", url, secret_key)
+            assert target["fields"]["x-amz-signature"]
     # and the upload lands at exactly that key, with that content type
-    put = requests.put(uploads[0]["url"], data=make_photo(3, size=512, fmt="PNG"), headers=uploads[0]["headers"],
-                       timeout=30)
-    assert put.status_code == 200
+    sent = send_photo(uploads[0], make_photo(3, size=512, fmt="PNG"), content_type="image/png")
+    assert sent.status_code == 204, sent.text
     head = harness.stack.client("s3").head_object(Bucket=bucket, Key=uploads[0]["key"])
     assert head["ContentType"] == "image/png"
 
-    # When the count or the content type is out of bounds, no URL is handed out
+    # When the count or the content type is out of bounds, no upload is handed out
     for body in ({"count": 0}, {"count": 51}, {"count": -1}, {"count": 3, "content_type": "image/gif"},
                  {"count": 1, "content_type": "text/html"}, {"count": 1, "content_type": "application/zip"},
                  {"count": 1, "key": "users/bert/uploads/x.jpg"}, {"count": 1, "user_id": "bert"}):
@@ -281,23 +280,45 @@ def test_presigned_uploads_are_one_fresh_key_each_under_the_callers_prefix_and_s
     many = harness.call("POST", "/uploads", user="ada", body={"count": 50})
     assert many.status_code == 201
     assert all(re.fullmatch(UPLOAD_KEY.format(user="ada", ext="jpg"), u["key"]) for u in many.json()["uploads"])
+    heic = harness.call("POST", "/uploads", user="ada", body={"count": 1, "content_type": "image/heic"})
+    assert re.fullmatch(UPLOAD_KEY.format(user="ada", ext="heic"), heic.json()["uploads"][0]["key"])
 
 
-def test_a_photo_over_the_size_limit_is_refused_from_its_size_alone(harness: Harness) -> None:
-    # Given an upload URL used for a file over the limit (a presigned PUT cannot bound the size)
-    [key] = upload(harness, "aria", [b"\xff\xd8\xff" + b"\0" * (MAX_IMAGE_BYTES + 1024)])
-    s3_calls = s3_operations(harness)
+def test_s3_refuses_an_upload_that_breaks_its_policy_and_stores_nothing(harness: Harness) -> None:
+    [target] = harness.call("POST", "/uploads", user="ines", body={"count": 1}).json()["uploads"]
+    s3, bucket = harness.stack.client("s3"), harness.name("MediaBucket")
+    # a file over 20 MiB: S3 answers EntityTooLarge
+    too_large = send_photo(target, b"\xff\xd8\xff" + b"\0" * MAX_IMAGE_BYTES)
+    assert too_large.status_code == 400 and "EntityTooLarge" in too_large.text
+    # another content type than the policy's, or another key: AccessDenied
+    wrong_type = requests.post(target["url"], data={**target["fields"], "Content-Type": "text/html"},
+                               files={"file": ("photo", b"<html>", "text/html")}, timeout=30)
+    assert wrong_type.status_code == 403
+    other_key = requests.post(target["url"], data={**target["fields"], "key": "users/ines/uploads/other.jpg"},
+                              files={"file": ("photo", make_photo(1), "image/jpeg")}, timeout=30)
+    assert other_key.status_code == 403
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="users/ines/").get("KeyCount") == 0
+    # the same form within its policy is stored
+    assert send_photo(target, make_photo(1)).status_code == 204
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="users/ines/")["KeyCount"] == 1
+
+
+def test_a_photo_over_the_size_limit_that_slipped_past_s3_is_refused_by_the_inspector(harness: Harness) -> None:
+    # Given a file over the limit written without the upload's policy (e.g. by an older client's PUT)
+    key = f"users/aria/uploads/{'a' * 32}.jpg"
+    harness.stack.client("s3").put_object(Bucket=harness.name("MediaBucket"), Key=key,
+                                          Body=b"\xff\xd8\xff" + b"\0" * (MAX_IMAGE_BYTES + 1024))
+    harness.dispatcher.wait_drained()  # S3's notification reached the inspector
     # When aria trains with it
     response = harness.call("POST", "/trainings", user="aria", body={"image_keys": [key],
                                                                      "acknowledge_warnings": True})
-    # Then the photo is refused as too large, by its size: it is never downloaded
+    # Then the photo is refused as too large (the inspector judged it by its size, unread:
+    # tests/unit/test_photo_inspection.py), and nothing is written
     assert response.status_code == 422, response.text
     assert error_code(response) == "IMAGE_VALIDATION"
     findings = response.json()["error"]["details"]
     assert {"code": "IMAGE_TOO_LARGE", "image_key": key} in [
         {"code": f["code"], "image_key": f.get("image_key")} for f in findings]
-    assert ("HeadObject", key) in s3_calls
-    assert ("GetObject", key) not in s3_calls
     assert harness.repository().get_model("aria") is None
 
 

@@ -32,7 +32,7 @@ from infra.local.functions import Handler, LocalContext, load_handler
 from infra.local.template import Template
 from lorapin.adapters.repository import Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
-from lorapin.adapters.tables import TrainingItem
+from lorapin.adapters.tables import PhotoSetItem, TrainingItem
 from lorapin.http.webhook_signature import sign_webhook
 from tests.fixtures import UNIT_SIGNING_SECRET
 
@@ -150,7 +150,8 @@ class World:
                                 status="starting", trigger_word="TOK", destination=destination,
                                 trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,
                                 image_count=12, created_at=now)
-        TrainingStarts(repository).begin(model, training, new_model=new_model)
+        TrainingStarts(repository).begin(model, training, new_model=new_model, photo_set=PhotoSetItem(
+            training.user_id, training.training_id, entries=[], created_at=training.created_at))
         TrainingStarts.attach_replicate_training(training, uuid.uuid4().hex[:26], "starting")
         fresh = repository.get_training(training.training_id)
         assert fresh is not None

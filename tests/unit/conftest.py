@@ -13,13 +13,13 @@ import pytest
 
 from lorapin.adapters.repository import Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
-from lorapin.adapters.tables import TrainingItem
+from lorapin.adapters.tables import PhotoSetItem, TrainingItem
 from lorapin.domain.clock import new_id, now_iso, parse_iso
 from lorapin.domain.schedule import estimate_duration, first_training_check
 from lorapin.domain.statuses import ModelStatus, TrainingStatus
 from lorapin.domain.versions import ModelName
 from lorapin.runtime import Runtime
-from tests.fakes import FakeReplicate, ManualClock, RecordingBus
+from tests.fakes import FakeReplicate, InProcessFunctions, ManualClock, RecordingBus
 
 
 class SocketsAreOff(RuntimeError):
@@ -44,6 +44,7 @@ class Services:
     runtime: Runtime
     replicate: FakeReplicate
     bus: RecordingBus
+    functions: InProcessFunctions
     user: str  # a user of this test's own
 
     @property
@@ -69,7 +70,8 @@ class Services:
                                 trigger_word=model.trigger_word if model else trigger_word,
                                 destination=str(destination), trainer_model=settings.trainer_model,
                                 trainer_version=settings.trainer_version, params={"steps": 1000}, created_at=now)
-        TrainingStarts(self.repository).begin(model, training, new_model=new_model)
+        TrainingStarts(self.repository).begin(model, training, new_model=new_model, photo_set=PhotoSetItem(
+            user, training.training_id, entries=[], created_at=now))
         created = self.replicate.create_training(
             trainer_model=settings.trainer_model, trainer_version=settings.trainer_version, destination=destination,
             input={"input_images": "https://example.invalid/photos.zip"},
@@ -92,10 +94,10 @@ class Services:
 
 
 def services_on(stack: Any) -> Services:
-    replicate, bus = FakeReplicate(), RecordingBus()
-    runtime = Runtime(Settings.from_env(stack.function_env["ReplicateWebhookFunction"]), replicate=replicate,
-                      events_client=bus)
-    return Services(runtime, replicate, bus, user=f"user-{uuid.uuid4().hex[:12]}")
+    replicate, bus, functions = FakeReplicate(), RecordingBus(), InProcessFunctions()
+    runtime = Runtime(Settings.from_env(stack.function_env["TrainingApiFunction"]), replicate=replicate,
+                      events_client=bus, functions=functions)
+    return Services(runtime, replicate, bus, functions.bind(runtime), user=f"user-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

@@ -67,7 +67,9 @@ def test_a_source_that_cannot_be_understood_is_a_configuration_error(entry: str)
 
 def test_a_bad_allow_list_stops_the_function_at_cold_start() -> None:
     env = {"MODELS_TABLE_NAME": "models", "TRAININGS_TABLE_NAME": "trainings", "VERSIONS_TABLE_NAME": "versions",
-           "GENERATIONS_TABLE_NAME": "gens", "IDEMPOTENCY_TABLE_NAME": "idem", "EVENT_BUS_NAME": "bus",
+           "GENERATIONS_TABLE_NAME": "gens", "IDEMPOTENCY_TABLE_NAME": "idem", "STATE_TABLE_NAME": "state",
+           "PHOTOS_TABLE_NAME": "photos", "PHOTO_SETS_TABLE_NAME": "photo-sets",
+           "EVENT_BUS_NAME": "bus",
            "MEDIA_BUCKET_NAME": "media", "REPLICATE_SECRET_ARN": "arn:secret", "REPLICATE_OWNER": "acme",
            "TRAINER_VERSION": "e" * 64}
     assert Settings.from_env(env).download_allowed_hosts == DEFAULT_ALLOWED_SOURCES

@@ -9,7 +9,7 @@ import pytest
 from lorapin.adapters import outbox
 from lorapin.adapters.repository import GuardRejected, Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
-from lorapin.adapters.tables import ModelItem, TrainingItem
+from lorapin.adapters.tables import ModelItem, PhotoSetItem, TrainingItem
 from lorapin.domain.events import ModelVersionActivated
 from lorapin.domain.versions import VersionRef
 
@@ -30,7 +30,8 @@ def start(repo: Repository, user: str = "u1", *, replicate_id: str | None = None
                             created_at=f"2026-01-01T00:00:0{seq}.000Z")
     new_model = None if model else repo.new_model(user, destination=DEST, trigger_word="TOK", status="training",
                                                   created_at="2026-01-01T00:00:00.000Z")
-    TrainingStarts(repo).begin(model, training, new_model=new_model)
+    TrainingStarts(repo).begin(model, training, new_model=new_model, photo_set=PhotoSetItem(
+        user, training.training_id, entries=[], created_at=training.created_at))
     TrainingStarts.attach_replicate_training(training, replicate_id or f"r8_{seq}", "starting")
     stored = repo.get_training(training.training_id)
     assert stored is not None
@@ -76,7 +77,8 @@ def test_a_second_training_cannot_start_while_one_is_in_flight(repo: Repository)
     second = TrainingItem("trn_other", user_id="u1", seq=2, status="starting", trigger_word="TOK", destination=DEST,
                           trainer_model="o/t", trainer_version="b" * 64, created_at="2026-01-01T00:00:09.000Z")
     with pytest.raises(GuardRejected):
-        TrainingStarts(repo).begin(model, second)
+        TrainingStarts(repo).begin(model, second, photo_set=PhotoSetItem(
+            second.user_id, second.training_id, entries=[], created_at=second.created_at))
     assert repo.get_training("trn_other") is None
 
 

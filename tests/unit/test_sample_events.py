@@ -7,14 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from infra.local.functions import LocalContext, load_handler
+from infra.local.photos_fixture import make_photo
 from infra.local.template import Template
 from infra.resign_event import resign
+from lorapin.adapters.photo_records import PhotoRecords
 from lorapin.adapters.repository import Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
-from lorapin.adapters.tables import TrainingItem
+from lorapin.adapters.tables import PhotoSetItem, TrainingItem
 from tests.fixtures import UNIT_SIGNING_SECRET
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -33,7 +36,8 @@ def seed_from_sample(repo: Repository) -> None:
     training = TrainingItem("trn_20260101000000a1b2c3d4e5f60718", user_id="user-sample-1", seq=1, status="starting",
                             trigger_word="TOK", destination=destination, trainer_model=body["model"],
                             trainer_version=body["version"], created_at="2026-11-24T10:00:00.000Z")
-    TrainingStarts(repo).begin(None, training, new_model=model)
+    TrainingStarts(repo).begin(None, training, new_model=model, photo_set=PhotoSetItem(
+        training.user_id, training.training_id, entries=[], created_at=training.created_at))
     TrainingStarts.attach_replicate_training(training, body["id"], "starting")
 
 
@@ -41,7 +45,7 @@ def seed_from_sample(repo: Repository) -> None:
 def handlers(in_process_aws: Any) -> dict[str, Any]:
     template = Template()
     return {fid: load_handler(spec, in_process_aws.function_env[fid]) for fid, spec in template.functions().items()
-            if fid in ("ReplicateWebhookFunction", "GenerationFunction")}
+            if fid in ("ReplicateWebhookFunction", "GenerationFunction", "PhotoInspectorFunction")}
 
 
 def invoke(handlers: dict[str, Any], function_id: str, event: dict[str, Any]) -> Any:
@@ -106,3 +110,14 @@ def test_prediction_sample_for_an_unknown_generation_is_ignored(handlers: dict[s
                       resign(load("prediction_succeeded.json"), UNIT_SIGNING_SECRET))
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"outcome": "ignored_unknown"}
+
+
+def test_photo_uploaded_sample_is_inspected_and_recorded(handlers: dict[str, Any], in_process_aws: Any) -> None:
+    event = load("photo_uploaded.json")
+    key = event["detail"]["object"]["key"]
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_object(Bucket=in_process_aws.names["MediaBucket"], Key=key, Body=make_photo(3), ContentType="image/jpeg")
+    assert invoke(handlers, "PhotoInspectorFunction", event) == {"photo_key": key, "inspected": True, "usable": True}
+    record = PhotoRecords(Settings.from_env(in_process_aws.function_env["PhotoInspectorFunction"])).get(
+        "user-sample-1", key)
+    assert record is not None and record.usable and record.width == 1024

@@ -26,13 +26,14 @@ from lorapin.adapters.tables import (
     TRAINING_SHARD,
     GenerationItem,
     ModelItem,
+    PhotoSetItem,
     StateItem,
     TrainingItem,
     VersionInfo,
     VersionItem,
     bind_tables,
 )
-from lorapin.domain.clock import iso, now_iso, parse_iso, processing_time
+from lorapin.domain.clock import iso, now_iso, parse_iso, processing_time, utc_now
 from lorapin.domain.events import ModelVersionActivated, TrainingFailed
 from lorapin.domain.schedule import PREDICTION_FIRST_CHECK, shard_of
 from lorapin.domain.statuses import ActivationReason, GenerationStatus, ModelStatus, TrainingStatus
@@ -368,9 +369,12 @@ class Repository:
             actions=actions, condition=GenerationItem.status.is_in(*GenerationStatus.in_flight())))
 
 
-UNCONFIRMED_START_GRACE = timedelta(minutes=2)
-"""A training whose Replicate id is not stored this long (real time: longer than any API call)
-after it began is looked up by the reconciler."""
+SUBMIT_GRACE = timedelta(minutes=15)
+"""How long after a start the reconciler first looks at a training the submitter has not taken
+(real time): Lambda's queue for asynchronous invocations normally starts it within a second."""
+SUBMIT_LEASE = timedelta(minutes=6)
+"""How long one submission may hold a training (the submitter's timeout is 5 minutes): while it
+does, neither the reconciler nor another attempt touches it."""
 
 
 class TrainingStarts:
@@ -380,29 +384,29 @@ class TrainingStarts:
         self._repository = repository
         self._connection = repository._connection
 
-    def begin(self, model: ModelItem | None, training: TrainingItem, *, new_model: ModelItem | None = None) -> None:
-        """Claim the user's training slot and record the training, in one transaction (I2).
+    def begin(self, model: ModelItem | None, training: TrainingItem, *, photo_set: PhotoSetItem,
+              new_model: ModelItem | None = None) -> None:
+        """Claim the user's training slot and record the training with its photo set, in one
+        transaction (I2).
 
         `training.seq` must be `model.last_seq + 1` (or 1 for a first training); the condition on
         `last_seq` turns a concurrent start into a clean conflict instead of two trainings. The
-        training is on the reconciler's schedule from the first moment: if this start never gets
+        training is on the reconciler's schedule from the first moment: if no submission ever gets
         as far as storing Replicate's id, the reconciler finds out what happened.
         """
         now = training.created_at
         training.due_shard = self._repository.shard(TRAINING_SHARD, training.training_id)
-        training.due_at = iso(parse_iso(now) + processing_time(UNCONFIRMED_START_GRACE))
+        training.due_at = iso(parse_iso(now) + processing_time(SUBMIT_GRACE))
         with guarded_transaction(self._connection) as tx:
             if model is None:
                 assert new_model is not None
                 new_model.last_seq = training.seq
                 new_model.in_flight_training_id = training.training_id
-                new_model.last_photo_manifest = training.photo_manifest
                 tx.save(new_model, condition=ModelItem.user_id.does_not_exist())
             else:
                 actions: list[Any] = [
                     ModelItem.last_seq.set(training.seq),
                     ModelItem.in_flight_training_id.set(training.training_id),
-                    ModelItem.last_photo_manifest.set(training.photo_manifest),
                     ModelItem.updated_at.set(now),
                 ]
                 if model.current_version is None:
@@ -413,6 +417,25 @@ class TrainingStarts:
                           & (ModelItem.trigger_word == training.trigger_word)
                           & (ModelItem.destination == training.destination))
             tx.save(training, condition=TrainingItem.training_id.does_not_exist())
+            tx.save(photo_set, condition=PhotoSetItem.training_id.does_not_exist())
+
+    @staticmethod
+    def lease_submission(training: TrainingItem) -> int | None:
+        """Take the training for one submission (zip + create), for `SUBMIT_LEASE`; returns which
+        attempt this is, or None when it is no longer waiting for one or another attempt holds it."""
+        now = utc_now()
+        until = iso(now + processing_time(SUBMIT_LEASE))
+        free = TrainingItem.submit_lease_until.does_not_exist() | (TrainingItem.submit_lease_until < iso(now))
+        taken = write_if(lambda: training.update(
+            actions=[TrainingItem.submit_lease_until.set(until), TrainingItem.submit_attempts.add(1),
+                     TrainingItem.due_at.set(until)],
+            condition=(TrainingItem.status == TrainingStatus.STARTING)
+            & TrainingItem.replicate_training_id.does_not_exist() & free))
+        return int(training.submit_attempts or 1) if taken else None
+
+    @staticmethod
+    def submission_leased(training: TrainingItem, at: datetime) -> bool:
+        return bool(training.submit_lease_until) and parse_iso(str(training.submit_lease_until)) > at
 
     @staticmethod
     def attach_replicate_training(training: TrainingItem, replicate_training_id: str, status: str,
@@ -428,31 +451,38 @@ class TrainingStarts:
             actions=actions, condition=TrainingItem.replicate_training_id.does_not_exist()
             & TrainingItem.status.is_in(*TrainingStatus.in_flight())))
 
-    def abandon(self, training: TrainingItem, event: TrainingFailed, *, previous_manifest: Any = None,
-                keep_manifest: bool = False) -> dict[str, Any] | None:
+    def abandon(self, training: TrainingItem, event: TrainingFailed, *, error_code: str | None = None,
+                lease_holder: bool = False) -> dict[str, Any] | None:
         """The start certainly did not create a training on Replicate: record it failed (with its
         `TrainingFailed` in the outbox, so what waited for it is told) and free the slot, so the
         user can try again. Returns the outbox to publish, or None when there is nothing to do
-        (the training was confirmed or abandoned meanwhile). Each write is conditional."""
+        (the training was confirmed or abandoned meanwhile, or a submission holds it and this
+        caller is not that submission). Each write is conditional."""
         repository = self._repository
         try:
-            outbox = guarded(lambda: self._record_abandon(training, event))
+            outbox = guarded(lambda: self._record_abandon(training, event, error_code, lease_holder))
         except GuardRejected:
-            outbox = None
-        actions: list[Any] = [ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())]
-        if not keep_manifest:
-            actions.append(ModelItem.last_photo_manifest.set(previous_manifest))
+            return None
         write_if(lambda: ModelItem(training.user_id).update(
-            actions=actions, condition=ModelItem.in_flight_training_id == training.training_id))
+            actions=[ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())],
+            condition=ModelItem.in_flight_training_id == training.training_id))
         repository.settle_model_after_training(training.user_id, training.training_id)
         return outbox
 
-    def _record_abandon(self, training: TrainingItem, event: TrainingFailed) -> dict[str, Any]:
+    def _record_abandon(self, training: TrainingItem, event: TrainingFailed, error_code: str | None,
+                        lease_holder: bool) -> dict[str, Any]:
         outbox = to_outbox(event)
-        TrainingItem(training.training_id).update(actions=[
+        condition = (TrainingItem.replicate_training_id.does_not_exist()
+                     & TrainingItem.status.is_in(*TrainingStatus.in_flight()))
+        if not lease_holder:  # a submission in progress decides for itself
+            condition = condition & (TrainingItem.submit_lease_until.does_not_exist()
+                                     | (TrainingItem.submit_lease_until < now_iso()))
+        actions: list[Any] = [
             TrainingItem.status.set(TrainingStatus.FAILED), TrainingItem.error.set(event.error or "not started"),
-            TrainingItem.completed_at.set(now_iso()),
+            TrainingItem.completed_at.set(now_iso()), TrainingItem.submit_lease_until.remove(),
             *store_actions(outbox, TrainingItem, self._repository.shard(TRAINING_SHARD, training.training_id)),
-        ], condition=TrainingItem.replicate_training_id.does_not_exist()
-            & TrainingItem.status.is_in(*TrainingStatus.in_flight()))
+        ]
+        if error_code:
+            actions.append(TrainingItem.error_code.set(error_code))
+        TrainingItem(training.training_id).update(actions=actions, condition=condition)
         return outbox

@@ -31,6 +31,12 @@ class Settings(BaseModel):
     generations_table: str = Field(alias="GENERATIONS_TABLE_NAME", min_length=3)
     idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=3)
     state_table: str = Field(alias="STATE_TABLE_NAME", min_length=3)
+    photos_table: str = Field(alias="PHOTOS_TABLE_NAME", min_length=3)
+    photo_sets_table: str = Field(alias="PHOTO_SETS_TABLE_NAME", min_length=3)
+    # The functions the training API invokes: the photo inspector (photos not inspected yet) and the
+    # training submitter (the zip and the Replicate call, after the 202). Empty where not invoked.
+    photo_inspector_function: str = Field(alias="PHOTO_INSPECTOR_FUNCTION", default="")
+    training_submit_function: str = Field(alias="TRAINING_SUBMIT_FUNCTION", default="")
     in_flight_shards: int = Field(alias="IN_FLIGHT_SHARDS", default=16, ge=1, le=256)
     replicate_timeout_seconds: float = Field(alias="REPLICATE_TIMEOUT_SECONDS", default=10.0, gt=0, le=60)
     reconcile_time_budget_seconds: float = Field(alias="RECONCILE_TIME_BUDGET_SECONDS", default=90.0, gt=0)

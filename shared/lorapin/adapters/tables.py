@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     JSONAttribute,
     ListAttribute,
     MapAttribute,
@@ -75,7 +76,6 @@ class ModelItem(Model):
     applied_seq = NumberAttribute(default=0)  # high-water mark of applied trainings (I1)
     last_seq = NumberAttribute(default=0)  # last sequence number handed to a training
     in_flight_training_id = UnicodeAttribute(null=True)  # I2: at most one
-    last_photo_manifest = JSONAttribute(null=True)  # photo set of the newest started training
     pending_event = JSONAttribute(null=True)  # outbox of a rollback's event until published (I5)
     publish_lease_until = UnicodeAttribute(null=True)  # lorapin.adapters.outbox: who publishes it, alone
     drift_shard = UnicodeAttribute()
@@ -129,7 +129,6 @@ class TrainingItem(Model):
     status = UnicodeAttribute()  # TrainingStatus
     mode = UnicodeAttribute(default="replace")
     image_count = NumberAttribute(default=0)
-    photo_manifest = JSONAttribute(null=True)
     params = JSONAttribute(null=True)
     trigger_word = UnicodeAttribute()
     destination = UnicodeAttribute()
@@ -143,6 +142,8 @@ class TrainingItem(Model):
     due_shard = UnicodeAttribute(null=True)  # lorapin.domain.schedule: set while the reconciler has work here
     due_at = UnicodeAttribute(null=True)
     check_interval = NumberAttribute(null=True)  # seconds between looks, once the training is late
+    submit_lease_until = UnicodeAttribute(null=True)  # a submission (zip + create) holds the training
+    submit_attempts = NumberAttribute(null=True)
     created_at = UnicodeAttribute()
     completed_at = UnicodeAttribute(null=True)
 
@@ -240,7 +241,50 @@ class StateItem(Model):
     updated_at = UnicodeAttribute(null=True)
 
 
-ALL_TABLES: tuple[type[Model], ...] = (ModelItem, TrainingItem, VersionItem, GenerationItem, StateItem)
+class PhotoItem(Model):
+    """One uploaded photo as the inspector found it (REQUIREMENTS §6), written on its arrival.
+
+    `etag` is the S3 object's at inspection: the training zip is built from exactly those bytes.
+    """
+
+    class Meta:
+        table_name = "Photos"
+        region = "us-east-1"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    photo_key = UnicodeAttribute(range_key=True)  # the S3 key POST /uploads handed out
+    etag = UnicodeAttribute()
+    byte_size = NumberAttribute()
+    usable = BooleanAttribute()  # False: an error finding keeps it out of every set
+    sha256 = UnicodeAttribute(null=True)
+    dhash = UnicodeAttribute(null=True)
+    width = NumberAttribute(null=True)  # as seen, EXIF orientation applied
+    height = NumberAttribute(null=True)
+    format = UnicodeAttribute(null=True)
+    blur = NumberAttribute(null=True)
+    findings = JSONAttribute(default=list)
+    train_key = UnicodeAttribute(null=True)  # the JPEG copy the trainer gets (HEIC uploads)
+    thumbnail_key = UnicodeAttribute(null=True)
+    excluded_from = UnicodeAttribute(null=True)  # DELETE /photos: left out of merges from this training's set
+    inspected_at = UnicodeAttribute()
+
+
+class PhotoSetItem(Model):
+    """The photo set a training used (its manifest): the next merge starts from the set of the
+    training that made the current version. Written with the training, never changed."""
+
+    class Meta:
+        table_name = "PhotoSets"
+        region = "us-east-1"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    training_id = UnicodeAttribute(range_key=True)
+    entries = JSONAttribute()  # [PhotoEntry.to_dict()]
+    created_at = UnicodeAttribute()
+
+
+ALL_TABLES: tuple[type[Model], ...] = (ModelItem, TrainingItem, VersionItem, GenerationItem, StateItem, PhotoItem,
+                                       PhotoSetItem)
 
 
 def bind_tables(settings: Settings) -> None:
@@ -251,6 +295,8 @@ def bind_tables(settings: Settings) -> None:
         VersionItem: settings.versions_table,
         GenerationItem: settings.generations_table,
         StateItem: settings.state_table,
+        PhotoItem: settings.photos_table,
+        PhotoSetItem: settings.photo_sets_table,
     }
     for model, name in names.items():
         binding = (name, settings.aws_region, settings.aws_endpoint_url)

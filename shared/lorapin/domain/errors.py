@@ -110,6 +110,15 @@ class ModelChanged(Conflict):
     default_message = "Your model changed while rolling back (a training finished?); look at it and retry."
 
 
+class PhotosPending(Conflict):
+    """Photos named by a training are still being inspected (their upload just finished, or its
+    notification is late): `details` name them; retry after `Retry-After`."""
+
+    code = "PHOTOS_PENDING"
+    default_message = "Some photos are still being checked; retry in a few seconds."
+    default_retry_after = 3
+
+
 class DeliveryInProgress(Conflict):
     code = "DELIVERY_IN_PROGRESS"
     default_message = "This delivery is being handled; deliver again later."
@@ -142,6 +151,21 @@ class ImageValidationFailed(Unprocessable):
 
 class TriggerWordLocked(Unprocessable):
     code = "TRIGGER_WORD_LOCKED"
+
+
+class ModeRequired(Unprocessable):
+    """A retrain of a model whose photo set lorapin does not know (imported by `lorapin backfill`):
+    merging would silently train on the new photos alone, so the caller must choose."""
+
+    code = "MODE_REQUIRED"
+    default_message = (
+        "lorapin does not know which photos trained your current version (it was imported), so it cannot "
+        "merge your new photos with them. Send mode \"replace\" with every photo to train on, or mode "
+        "\"merge\" to train on the new photos alone (they become the set later retrains merge with).")
+
+
+class PhotoNotInSet(NotFound):
+    code = "PHOTO_NOT_IN_SET"
 
 
 class DownloadRefused(Unprocessable):

@@ -1,5 +1,6 @@
 """What the services need from the outside world, as protocols: the Replicate gateway
-(`lorapin.adapters.replicate_gateway`) is one implementation, the tests' in-memory fake another."""
+(`lorapin.adapters.replicate_gateway`) and Lambda (`lorapin.adapters.functions`) are one
+implementation, the tests' in-memory fakes another."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from typing import Any, Protocol
 
 from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
 from lorapin.domain.versions import ModelName, VersionRef
+
+
+class Functions(Protocol):
+    """lorapin's own functions, invoked by name (`lorapin.adapters.functions`)."""
+
+    def call(self, function_name: str, payload: dict[str, Any]) -> Any: ...
+
+    def start(self, function_name: str, payload: dict[str, Any]) -> None: ...
 
 
 class Replicate(Protocol):

@@ -211,7 +211,8 @@ class Reconciler:
         # Trainings that may be finishing about now are looked up together in one list; a late one
         # (it would drag the list back hours) is asked for alone, at its own slower pace.
         fresh = [item for _, item in due if item.status in TrainingStatus.in_flight() and not item.pending_event
-                 and at - parse_iso(item.created_at) < self._estimate(item, state).late]
+                 and at - parse_iso(item.created_at) < self._estimate(item, state).late
+                 and not TrainingStarts.submission_leased(item, at)]
         listed = self._recent_trainings(fresh, budget, state) if fresh else None
         for shard, item in due:
             try:
@@ -246,6 +247,9 @@ class Reconciler:
                 self._count(report, "events_published", 1)
             return
         if item.replicate_training_id is None:
+            if TrainingStarts.submission_leased(item, now):  # the submitter is on it: look after its lease
+                self._repository.reschedule(item, parse_iso(str(item.submit_lease_until)), None)
+                return
             self._confirm_start(item, listed, report, budget)
             return
         training = listed.training(item.replicate_training_id) if listed else None
@@ -285,7 +289,7 @@ class Reconciler:
         failed = TrainingFailed(user_id=item.user_id, training_id=item.training_id, status=TrainingStatus.FAILED,
                                 error="The training could not be confirmed with Replicate, which has no record of it.",
                                 current_version_id=None)
-        outbox = TrainingStarts(self._repository).abandon(item, failed, keep_manifest=True)
+        outbox = TrainingStarts(self._repository).abandon(item, failed)
         self._count(report, "trainings_abandoned", 1)
         if outbox is not None:
             self._completion.outbox.publish_leased(TrainingItem(item.training_id), outbox)

@@ -1,42 +1,48 @@
 """Starting a training, first or re- (R4-R8): the one path that starts trainings.
 
-Destination created once and reused; trigger word fixed at the first training; photo set merged
-(or replaced) and validated; parameters from the photo count; the slot claimed under one
-conditional write (I2); nothing left half-done when Replicate refuses.
+Two steps. `start` (POST /trainings, within API Gateway's 29 s) decides everything from stored
+records and decodes no photo: destination created once and reused; trigger word fixed at the first
+training; photo set merged from the set of the training that made the current version (or
+replaced) and validated from the photos' inspections; parameters from the photo count; the slot
+claimed with the set under one transaction (I2). Then it hands the training to `submit`, which runs
+after the 202 in the training submitter: it streams the zip in bounded memory and creates the
+training on Replicate. Every fault in either step frees the slot or adopts what Replicate created;
+never a slot held by nothing, never two trainings.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lorapin.adapters.event_bus import EventPublisher
-from lorapin.adapters.media import MediaStore, user_prefix
+from lorapin.adapters.functions import FunctionFailed
+from lorapin.adapters.media import MediaStore, ObjectChanged, ZipMember, user_prefix
 from lorapin.adapters.outbox import Outbox
+from lorapin.adapters.photo_records import PhotoRecords, entry_of, findings_of
 from lorapin.adapters.replicate_gateway import CreateOutcomeUnknown, ReplicateRejected
 from lorapin.adapters.repository import GuardRejected, Repository, TrainingStarts
 from lorapin.adapters.settings import Settings
-from lorapin.adapters.tables import ModelItem, TrainingItem
+from lorapin.adapters.tables import ModelItem, PhotoSetItem, TrainingItem
 from lorapin.domain.clock import new_id, now_iso, parse_iso
 from lorapin.domain.errors import (
     EventPublishFailed,
     ForbiddenImageKey,
     ImageValidationFailed,
+    ModeRequired,
+    PhotosPending,
     TrainingInProgress,
     TriggerWordLocked,
     UpstreamRejected,
     UpstreamUnavailable,
 )
 from lorapin.domain.events import TrainingFailed
-from lorapin.domain.photos import MAX_IMAGE_BYTES, MAX_IMAGES, Finding, PhotoEntry, PhotoSetResult, build_photo_set
-from lorapin.domain.photos import inspect_photo as inspect_photo_bytes
+from lorapin.domain.photo_set import MAX_IMAGES, Finding, PhotoEntry, PhotoSetResult, build_photo_set, name_of
 from lorapin.domain.replicate_objects import ReplicateTraining
 from lorapin.domain.schedule import DurationEstimate, estimate_duration, first_training_check, size_key
 from lorapin.domain.statuses import ModelStatus, TrainingStatus
@@ -44,19 +50,26 @@ from lorapin.domain.training_params import training_params_for
 from lorapin.domain.versions import ModelName
 from lorapin.observability import count, logger
 from lorapin.services.generation import CREATE_LOOKUP_MARGIN
-from lorapin.services.ports import Replicate
+from lorapin.services.photo_library import BaseSet, current_set
+from lorapin.services.ports import Functions, Replicate
 from lorapin.services.uploads import UPLOAD_NAME_PATTERN
 
 DEFAULT_TRIGGER_WORD = "TOK"  # the trainer's own default
 TRIGGER_WORD_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{1,31}$"
 TRAINING_ZIP_URL_SECONDS = 6 * 3600  # the trainer may queue for a while before it downloads the zip
 DESTINATION_HARDWARE = "gpu-h100"
+INLINE_INSPECTIONS = 8
+"""Photos POST /trainings has inspected on the spot (by the inspector, synchronously) when their
+arrival notification has not been handled yet; more than that, and the caller is asked to retry."""
+INLINE_INSPECTION_SECONDS = 8.0
+PHOTO_CHANGED = "PHOTO_CHANGED"
 
 
 class TrainingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image_keys: list[str] = Field(default_factory=list, max_length=MAX_IMAGES)
+    exclude_keys: list[str] = Field(default_factory=list, max_length=MAX_IMAGES)
     mode: Literal["merge", "replace"] | None = None
     trigger_word: str | None = Field(default=None, pattern=TRIGGER_WORD_PATTERN)
     acknowledge_warnings: bool = False
@@ -80,23 +93,29 @@ class StartedTraining:
 class Trainings:
     def __init__(self, settings: Settings, repository: Repository, replicate: Callable[[], Replicate],
                  media: Callable[[], MediaStore], webhook_url: Callable[[str], str],
-                 publisher: EventPublisher) -> None:
+                 publisher: EventPublisher, functions: Callable[[], Functions]) -> None:
         self._settings = settings
         self._repository = repository
         self._publisher = publisher
         self._replicate = replicate
         self._media = media
         self._webhook_url = webhook_url
+        self._functions = functions
+        self._photos = PhotoRecords(settings)
 
+    # --- step 1: POST /trainings -----------------------------------------------------------------
     def start(self, user_id: str, request: TrainingRequest) -> StartedTraining:
-        self._check_keys(user_id, request.image_keys)  # before anything is read (I6, I7)
+        self._check_keys(user_id, [*request.image_keys, *request.exclude_keys])  # before anything is read (I6, I7)
         model = self._repository.get_model(user_id)
         if model is not None and model.in_flight_training_id:
             raise TrainingInProgress(details=[{"training_id": model.in_flight_training_id}])
         trigger_word = self._trigger_word(model, request.trigger_word)
-        previous = [PhotoEntry.from_dict(e) for e in (model.last_photo_manifest or [])] if model else []
-        mode = request.mode or ("merge" if previous else "replace")
-        photo_set = self._photo_set(previous, request.image_keys, mode)
+        base = current_set(model, self._photos)
+        if base.entries is None and request.mode is None:
+            raise ModeRequired(details=[{"current_version_id": model.current_version.id}]
+                               if model and model.current_version else [])
+        mode = request.mode or ("merge" if base.entries else "replace")
+        photo_set = self._photo_set(user_id, base, request, mode)
         if photo_set.blocking(request.acknowledge_warnings):
             raise ImageValidationFailed(self._validation_message(photo_set, request.acknowledge_warnings),
                                         details=[f.to_dict() for f in photo_set.findings])
@@ -106,51 +125,138 @@ class Trainings:
         params = training_params_for(len(photo_set.entries), self._settings.training_params_overrides)
         training = TrainingItem(
             new_id("trn"), user_id=user_id, seq=int(model.last_seq or 0) + 1 if model else 1,
-            status=TrainingStatus.STARTING,
-            mode=mode, image_count=len(photo_set.entries), photo_manifest=[e.to_dict() for e in photo_set.entries],
-            params=params, trigger_word=trigger_word, destination=str(destination),
+            status=TrainingStatus.STARTING, mode=mode, image_count=len(photo_set.entries), params=params,
+            trigger_word=trigger_word, destination=str(destination),
             trainer_model=self._settings.trainer_model, trainer_version=self._settings.trainer_version,
             created_at=now)
+        entries = [entry.brought_by(training.training_id) for entry in photo_set.entries]
         new_model = None if model else self._repository.new_model(
             user_id, destination=str(destination), trigger_word=trigger_word, status=ModelStatus.TRAINING,
             created_at=now)
         starts = TrainingStarts(self._repository)
         try:
-            starts.begin(model, training, new_model=new_model)
+            starts.begin(model, training, new_model=new_model, photo_set=PhotoSetItem(
+                user_id, training.training_id, entries=[e.to_dict() for e in entries], created_at=now))
         except GuardRejected as exc:
             raise TrainingInProgress() from exc
-        created = self._create_on_replicate(starts, training, model, photo_set, destination)
-        if created is not None:
-            estimate = self._expected_duration(int(params.get("steps", 1000)))
-            starts.attach_replicate_training(training, created.id, created.status,
-                                             first_check=first_training_check(parse_iso(now), estimate))
-        return StartedTraining(self._repository.get_training(training.training_id) or training, photo_set.findings)
+        try:
+            self._functions().start(self._settings.training_submit_function,
+                                    {"submit_training": {"user_id": user_id, "training_id": training.training_id}})
+        except Exception:
+            self._abandon(starts, training, "could not hand the training to the submitter")
+            raise
+        return StartedTraining(training, photo_set.findings)
 
-    def _create_on_replicate(self, starts: TrainingStarts, training: TrainingItem, model: ModelItem | None,
-                             photo_set: PhotoSetResult, destination: ModelName) -> ReplicateTraining | None:
-        """Between claiming the slot and storing Replicate's id, every fault either frees the slot
-        (nothing was created) or adopts what Replicate created; never a slot held by nothing, never
-        two trainings. None: Replicate cannot tell yet whether it created it (the reconciler will)."""
-        previous_manifest = model.last_photo_manifest if model else None
+    def _photo_set(self, user_id: str, base: BaseSet, request: TrainingRequest, mode: Literal["merge", "replace"]
+                   ) -> PhotoSetResult:
+        new_keys = list(dict.fromkeys(request.image_keys))  # the same key twice is one photo
+        previous = list(base.entries or [])
+        records = self._photos.get_many(user_id, [*new_keys, *(e.key for e in previous)])
+        pending = [key for key in new_keys if key not in records]
+        findings: list[Finding] = []
+        if pending:
+            missing, still_pending = self._inspect_pending(user_id, pending)
+            records.update(self._photos.get_many(user_id, [k for k in pending if k not in missing]))
+            still_pending = [k for k in still_pending if k not in records]
+            if still_pending:
+                raise PhotosPending(details=[{"image_key": key} for key in still_pending])
+            findings += [Finding("UNREADABLE_IMAGE", "error", f"{name_of(key)} was not found. Upload it with the "
+                                 "form from POST /uploads before starting the training.", key) for key in missing]
+        new: list[PhotoEntry] = []
+        for key in new_keys:
+            if key in records:
+                findings += findings_of(records[key])
+                entry = entry_of(records[key])
+                if entry is not None:
+                    new.append(entry)
+        excluded = set(request.exclude_keys) - set(new_keys)
+        kept = [entry for entry in previous if entry.key not in excluded
+                and not (entry.key in records and records[entry.key].excluded_from == base.training_id
+                         and entry.key not in new_keys)]
+        return build_photo_set(kept, new, mode, previous_count=len(previous)).with_findings(findings)
 
-        def abandon(reason: str) -> None:
-            self._abandon(starts, training, previous_manifest, reason)
+    def _inspect_pending(self, user_id: str, keys: list[str]) -> tuple[list[str], list[str]]:
+        """Photos with no inspection yet: those not uploaded at all (missing), and those whose
+        notification is still on its way. A few are inspected now, the rest are queued; returns
+        (missing, not inspected yet)."""
+        media = self._media()
+        missing = [key for key in keys if media.head(key) is None]
+        waiting = [key for key in keys if key not in missing]
+        if not waiting:
+            return missing, []
+        inspector = self._settings.photo_inspector_function
+        now, later = waiting[:INLINE_INSPECTIONS], waiting[INLINE_INSPECTIONS:]
+        try:
+            self._functions().call(inspector, {"inspect": {"user_id": user_id, "keys": now,
+                                                           "budget_seconds": INLINE_INSPECTION_SECONDS}})
+        except FunctionFailed as exc:
+            logger.warning("inline inspection failed", extra={"user_id": user_id, "error": str(exc)})
+            later = waiting
+        if later:
+            self._functions().start(inspector, {"inspect": {"user_id": user_id, "keys": later,
+                                                            "budget_seconds": 600.0}})
+        return missing, waiting
 
+    # --- step 2: after the 202 (the training submitter) ------------------------------------------
+    def submit(self, user_id: str, training_id: str) -> str:
+        """Zip the training's photo set and create the training on Replicate. At least once: a
+        repeated or late call finds the work done (or taken over) and does nothing. Returns what it did."""
+        training = self._repository.get_training(training_id)
+        if training is None or training.user_id != user_id:
+            return "unknown"
+        starts = TrainingStarts(self._repository)
+        attempt = starts.lease_submission(training)
+        if attempt is None:
+            return "not_starting"
+        if attempt > 1:  # an earlier attempt may have got as far as Replicate
+            found = self._find_on_replicate(training)
+            if found is not None:
+                self._attach(starts, training, found)
+                return "adopted"
+        entries = self._photos.get_set(user_id, training_id) or []
+        try:
+            zip_url = self._upload_zip(training, entries)
+        except ObjectChanged as exc:
+            self._abandon(starts, training, f"{name_of(exc.key)} changed after it was checked; upload it again "
+                          "and start the training again.", error_code=PHOTO_CHANGED, holder=True)
+            return "photo_changed"
+        except Exception as exc:  # S3 faults included: nothing has reached Replicate
+            logger.exception("training zip failed", extra={"training_id": training_id})
+            self._abandon(starts, training, f"could not prepare the photos: {exc}", holder=True)
+            return "failed"
+        created = self._create_on_replicate(starts, training, zip_url)
+        if isinstance(created, str):
+            return created
+        self._attach(starts, training, created)
+        return "submitted"
+
+    def _attach(self, starts: TrainingStarts, training: TrainingItem, created: ReplicateTraining) -> None:
+        estimate = self._expected_duration(int((training.params or {}).get("steps", 1000)))
+        starts.attach_replicate_training(training, created.id, created.status,
+                                         first_check=first_training_check(parse_iso(training.created_at), estimate))
+
+    def _find_on_replicate(self, training: TrainingItem) -> ReplicateTraining | None:
+        try:
+            return self._replicate().find_training(training.training_id,
+                                                   parse_iso(training.created_at) - CREATE_LOOKUP_MARGIN)
+        except (UpstreamUnavailable, ReplicateRejected):
+            return None
+
+    def _create_on_replicate(self, starts: TrainingStarts, training: TrainingItem, zip_url: str
+                             ) -> ReplicateTraining | str:
+        """Replicate's training, or what happened instead: "failed" (refused, or certainly not
+        created: the slot is freed) or "unconfirmed" (Replicate cannot tell yet whether it created
+        it: the training stays `starting`, due for the reconciler's look-up)."""
         params = dict(training.params or {})
         try:
-            zip_url = self._upload_zip(training.user_id, training, photo_set)
-        except Exception as exc:  # S3 faults included: nothing has reached Replicate
-            abandon(f"could not prepare the photos: {exc}")
-            raise
-        try:
             return self._replicate().create_training(
-                trainer_model=self._settings.trainer_model, trainer_version=self._settings.trainer_version,
-                destination=destination,
+                trainer_model=training.trainer_model, trainer_version=training.trainer_version,
+                destination=ModelName.parse(training.destination),
                 input={**params, "input_images": zip_url, "trigger_word": training.trigger_word},
                 webhook=self._webhook_url(training.training_id))
         except ReplicateRejected as exc:
-            abandon(f"Replicate refused the training: {exc.detail}")
-            raise UpstreamRejected(f"Replicate refused the training: {exc.detail}") from exc
+            self._abandon(starts, training, f"Replicate refused the training: {exc.detail}", holder=True)
+            return "failed"
         except CreateOutcomeUnknown as exc:
             logger.warning("training create outcome unknown", extra={"training_id": training.training_id,
                                                                       "error": exc.message})
@@ -158,23 +264,24 @@ class Trainings:
                 found = self._replicate().find_training(training.training_id,
                                                         parse_iso(training.created_at) - CREATE_LOOKUP_MARGIN)
             except (UpstreamUnavailable, ReplicateRejected):
-                return None  # the training stays `starting`, due for the reconciler's look-up
+                return "unconfirmed"
             if found is None:  # certainly absent: the user may simply try again
-                abandon(f"Replicate did not create the training: {exc.message}")
-                raise
+                self._abandon(starts, training, f"Replicate did not create the training: {exc.message}", holder=True)
+                return "failed"
             count("AdoptedTrainings")
             return found
-        except Exception as exc:
-            abandon(f"could not start: {exc}")
-            raise
+        except Exception as exc:  # an outage: nothing was created
+            self._abandon(starts, training, f"could not start: {exc}", holder=True)
+            return "failed"
 
-    def _abandon(self, starts: TrainingStarts, training: TrainingItem, previous_manifest: Any, reason: str) -> None:
+    def _abandon(self, starts: TrainingStarts, training: TrainingItem, reason: str, *,
+                 error_code: str | None = None, holder: bool = False) -> None:
         model = self._repository.get_model(training.user_id)
         failed = TrainingFailed(user_id=training.user_id, training_id=training.training_id,
                                 status=TrainingStatus.FAILED, error=reason,
                                 current_version_id=model.current_version.id if model and model.current_version
                                 else None)
-        outbox = starts.abandon(training, failed, previous_manifest=previous_manifest)
+        outbox = starts.abandon(training, failed, error_code=error_code, lease_holder=holder)
         if outbox is not None:
             try:
                 Outbox(self._publisher).publish_leased(TrainingItem(training.training_id), outbox)
@@ -208,30 +315,6 @@ class Trainings:
                 details=[{"trigger_word": model.trigger_word}])
         return model.trigger_word
 
-    def _photo_set(self, previous: list[PhotoEntry], keys: list[str], mode: Literal["merge", "replace"]
-                   ) -> PhotoSetResult:
-        media = self._media()
-        inspected: list[PhotoEntry] = []
-        findings: list[Finding] = []
-        for key in dict.fromkeys(keys):  # the same key twice is one photo
-            size = media.size(key)
-            if size is None:
-                findings.append(Finding(code="UNREADABLE_IMAGE", severity="error", image_key=key,
-                                        message=f"{key} was not found. Upload it with the URL from POST /uploads "
-                                                "before starting the training."))
-                continue
-            if size > MAX_IMAGE_BYTES:
-                findings.append(Finding(code="IMAGE_TOO_LARGE", severity="error", image_key=key,
-                                        message=f"{key} is {size / 1e6:.1f} MB; photos must be at most "
-                                                f"{MAX_IMAGE_BYTES // (1024 * 1024)} MB. Export it at a smaller size."))
-                continue
-            result = inspect_photo_bytes(key, media.get(key))
-            findings.extend(result.findings)
-            if result.entry is not None:
-                inspected.append(result.entry)
-        photo_set = build_photo_set(previous, inspected, mode)
-        return photo_set.with_findings(findings)
-
     @staticmethod
     def _validation_message(photo_set: PhotoSetResult, acknowledged: bool) -> str:
         if photo_set.errors:
@@ -252,17 +335,13 @@ class Trainings:
                 raise UpstreamRejected(f"Replicate refused the destination model: {exc.detail}") from exc
         return destination
 
-    def _upload_zip(self, user_id: str, training: TrainingItem, photo_set: PhotoSetResult) -> str:
-        """The trainer's input: one zip of the final photo set, built from our bucket (REQUIREMENTS §6)."""
+    def _upload_zip(self, training: TrainingItem, entries: list[PhotoEntry]) -> str:
+        """The trainer's input: one zip of the final photo set, streamed from our bucket
+        (REQUIREMENTS §6), each photo exactly as it was inspected."""
         media = self._media()
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-            for index, entry in enumerate(photo_set.entries):
-                archive.writestr(f"{index:03d}-{entry.key.rsplit('/', 1)[-1]}", media.get(entry.key))
-        key = f"{user_prefix(user_id)}trainings/{training.training_id}.zip"
-        media.put(key, buffer.getvalue(), "application/zip")
+        members = [ZipMember(f"{index:03d}-{name_of(entry.object_key)}", entry.object_key,
+                             None if entry.train_key else entry.etag)
+                   for index, entry in enumerate(entries)]
+        key = f"{user_prefix(training.user_id)}trainings/{training.training_id}.zip"
+        media.write_zip(key, members)
         return media.presigned_get(key, expires_in=TRAINING_ZIP_URL_SECONDS)
-
-
-def manifest_keys(manifest: list[dict[str, Any]] | None) -> list[str]:
-    return [str(entry["key"]) for entry in manifest or []]
