@@ -226,6 +226,11 @@ def _yes_no(value: bool | None) -> str:
 
 
 # --- backfill ----------------------------------------------------------------------------------------
+PHOTO_SET_UNKNOWN = "photo_set_unknown"
+PHOTO_SET_UNKNOWN_NOTE = (
+    f"{PHOTO_SET_UNKNOWN}: the legacy app kept no record of the photos this version was trained on, so its "
+    "first retrain must choose a mode (422 MODE_REQUIRED until it does): `replace` with every photo to keep, "
+    "since `merge` has nothing to merge with")
 def _backfill(args: argparse.Namespace, runtime: Runtime) -> int:
     try:
         rows = read_legacy_rows(Path(args.file).read_text(encoding="utf-8"))
@@ -245,6 +250,9 @@ def _backfill(args: argparse.Namespace, runtime: Runtime) -> int:
                for plan in plans]
     document = [_plan_dict(final, applied=args.apply, planned=plan) for plan, final in results]
     counts = dict(Counter(row["outcome"] for row in document))
+    unknown_sets = sum(1 for row in document if row.get("attention"))
+    if unknown_sets:
+        counts[PHOTO_SET_UNKNOWN] = unknown_sets
     emit(args, {"apply": args.apply, "rows": document, "summary": counts}, _backfill_text(document, counts, args.apply))
     return 1 if counts.get(RowOutcome.NEEDS_ATTENTION.value) else 0
 
@@ -299,6 +307,8 @@ def _plan_dict(final: RowPlan, *, applied: bool, planned: RowPlan) -> dict[str, 
     document = final.to_dict()
     if final.outcome is RowOutcome.MIGRATE:
         document["outcome"] = "migrated" if applied else "would_migrate"
+    if final.outcome in (RowOutcome.MIGRATE, RowOutcome.UNCHANGED):
+        document["attention"] = [PHOTO_SET_UNKNOWN_NOTE]
     elif planned.outcome is RowOutcome.MIGRATE:
         document["planned"] = "migrate"
     return document
@@ -306,7 +316,7 @@ def _plan_dict(final: RowPlan, *, applied: bool, planned: RowPlan) -> dict[str, 
 
 def _backfill_text(document: list[dict[str, Any]], counts: dict[str, int], applied: bool) -> str:
     rows = [[row["line"], row["user_id"] or None, row["outcome"], row["destination"], short(row["version_id"]),
-             row["trigger_word"], "; ".join(row["reasons"])] for row in document]
+             row["trigger_word"], "; ".join([*row["reasons"], *row.get("attention", [])])] for row in document]
     table = render_table(["LINE", "USER", "OUTCOME", "DESTINATION", "VERSION", "TRIGGER WORD", "REASONS"], rows)
     summary = ", ".join(f"{value} {key}" for key, value in sorted(counts.items()))
     tail = "" if applied else "  (dry run: nothing written; add --apply to write)"

@@ -144,12 +144,16 @@ def test_backfill_plans_applies_once_and_a_second_run_changes_nothing(
         "alice": "would_migrate", "bob": "would_migrate", "carol": "would_migrate", "dave": "would_migrate",
         "erin": "would_migrate", "frank": "needs_attention", "line 8": "needs_attention", "gina": "skipped",
         "hank": "skipped", "ivy": "needs_attention", "jack": "skipped"}
-    assert plan["summary"] == {"would_migrate": 5, "needs_attention": 3, "skipped": 3}
+    assert plan["summary"] == {"would_migrate": 5, "needs_attention": 3, "skipped": 3,
+                               "photo_set_unknown": 5}
     for user in ("alice", "bob", "carol", "dave", "erin"):  # the destination's latest on Replicate, never the trainer's
         assert by_user[user]["version_ref"] == f"{LOCAL_OWNER}/legacy-{user}:{latest[user]}"
         assert by_user[user]["version_id"] == latest_on_replicate(harness, f"{LOCAL_OWNER}/legacy-{user}")
     assert alice_older != alice_latest
     assert by_user["alice"]["reasons"] == []
+    # no photo set is known for an imported model: its first retrain must choose a mode, and the plan says so
+    assert all("MODE_REQUIRED" in by_user[user]["attention"][0] for user in ("alice", "bob", "carol", "dave", "erin"))
+    assert "attention" not in by_user["frank"]
     assert by_user["bob"]["trigger_word"] == "BOBZ"  # the word the version was trained with, not the stored 'bob'
     assert any("'bob' replaced by 'BOBZ'" in reason for reason in by_user["bob"]["reasons"])
     assert by_user["carol"]["stored_version"] == by_user["dave"]["stored_version"] == "trainer"
@@ -167,7 +171,8 @@ def test_backfill_plans_applies_once_and_a_second_run_changes_nothing(
     code, applied = run(capsys, "backfill", str(legacy_csv), "--apply")
     # Then each planned row is migrated: the model and its version, with the trained trigger word
     assert code == 1
-    assert applied["summary"] == {"migrated": 5, "needs_attention": 3, "skipped": 3}
+    assert applied["summary"] == {"migrated": 5, "needs_attention": 3, "skipped": 3,
+                                  "photo_set_unknown": 5}
     for user in ("alice", "bob", "carol", "dave", "erin"):
         model = store.get_model(user)
         assert model is not None and model.current_version is not None
@@ -191,7 +196,8 @@ def test_backfill_plans_applies_once_and_a_second_run_changes_nothing(
     code, again = run(capsys, "backfill", str(legacy_csv), "--apply")
     # Then nothing changes: the migrated rows report "unchanged"
     assert code == 1
-    assert again["summary"] == {"unchanged": 5, "needs_attention": 3, "skipped": 3}
+    assert again["summary"] == {"unchanged": 5, "needs_attention": 3, "skipped": 3,
+                                "photo_set_unknown": 5}
     assert {row["user_id"] for row in again["rows"] if row["outcome"] == "unchanged"} == {
         "alice", "bob", "carol", "dave", "erin"}
     assert (table_items(harness, "ModelsTable"), table_items(harness, "VersionsTable")) == before
