@@ -287,8 +287,9 @@ def test_the_openapi_documents_list_every_route_of_the_spec_and_the_template(har
     # Each function's resolver generates its own document; together they are the whole API.
     documented: set[tuple[str, str]] = set()
     for pool in harness.local.pools.values():
-        module = pool.modules()[0]
-        if hasattr(module, "app"):
+        for module in pool.modules()[:1]:  # none for a function in a process of its own (it has no routes)
+            if not hasattr(module, "app"):
+                continue
             schema = module.app.get_openapi_schema(title="lorapin", version="1").model_dump(by_alias=True,
                                                                                            exclude_none=True)
             documented |= openapi_routes(schema)
