@@ -21,6 +21,7 @@ from infra.bench.containers import process_containers
 from infra.bench.day import DayPlan, run_day
 from infra.bench.latency import measure_webhook_latency
 from infra.bench.mixed import run_mixed
+from infra.bench.photos import inspection_memory_row, inspection_rows, start_latency_rows, zip_memory_row
 from infra.bench.replicate_calls import FlowFailed, measure_replicate_calls
 from infra.bench.seeding import Seeder
 from infra.bench.table import Row, render
@@ -45,6 +46,14 @@ def _functions_log_to_stderr() -> None:
 
 
 @contextlib.contextmanager
+def _scratch() -> Iterator[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lorapin-bench-") as folder:
+        yield folder
+
+
+@contextlib.contextmanager
 def _atomic_moto() -> Iterator[AtomicMotoServer]:
     server = AtomicMotoServer()
     server.start()
@@ -64,7 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, help="timed webhook requests (default 100)")
     parser.add_argument("--import-runs", type=int, default=5, help="fresh processes per module (default 5)")
     parser.add_argument("--containers", type=int, default=4, help="warm containers per function (default 4)")
-    parser.add_argument("--only", choices=["day"], help="run one part of the bench alone")
+    parser.add_argument("--only", choices=["day", "photos"], help="run one part of the bench alone")
     parser.add_argument("--day-rate", type=float, help="the day's clock acceleration (default 120; 240 with --quick)")
     parser.add_argument("--stock-stack", action="store_true",
                         help="run the functions as `make run` does: thread containers in this process, taking "
@@ -104,23 +113,32 @@ def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
         _functions_log_to_stderr()
         if not args.stock_stack:
             resources.enter_context(process_containers(stack, args.containers))
-        _progress(f"cold starts ({args.import_runs} fresh processes each)")
-        rows += measure_cold_starts(stack.template.functions(), stack.aws.function_env, runs=args.import_runs)
-        seeder = Seeder(stack)
-        _progress(f"webhook latency ({args.requests} activations)")
-        rows += measure_webhook_latency(stack, seeder, args.requests, moto.calls)
-        _progress(f"{args.webhooks} mixed webhooks, {args.users} users, {args.senders} senders")
-        mixed = run_mixed(stack, seeder, users=args.users, total=args.webhooks, senders=args.senders)
-        rows += mixed.rows
-        failed |= mixed.failed
-        _progress("deployment artifact sizes (sam build for arm64, as it ships)")
-        rows += measure_artifacts()
-        _progress("Replicate calls per training")
-        try:
-            rows += measure_replicate_calls(stack)
-        except FlowFailed as exc:
-            rows.append(Row("Replicate API calls per completed training", f"flow failed: {exc}", ok=False))
-            failed = True
+        if args.only is None:
+            _progress(f"cold starts ({args.import_runs} fresh processes each)")
+            rows += measure_cold_starts(stack.template.functions(), stack.aws.function_env, runs=args.import_runs)
+            seeder = Seeder(stack)
+            _progress(f"webhook latency ({args.requests} activations)")
+            rows += measure_webhook_latency(stack, seeder, args.requests, moto.calls)
+            _progress(f"{args.webhooks} mixed webhooks, {args.users} users, {args.senders} senders")
+            mixed = run_mixed(stack, seeder, users=args.users, total=args.webhooks, senders=args.senders)
+            rows += mixed.rows
+            failed |= mixed.failed
+            _progress("deployment artifact sizes (sam build for arm64, as it ships)")
+            rows += measure_artifacts()
+        _progress("photos: inspection, POST /trainings with 25 and 200 photos, zipping 200 x 20 MB")
+        rows += inspection_rows()
+        rows.append(inspection_memory_row(str(resources.enter_context(_scratch()))))
+        rows += start_latency_rows(stack, _progress, sizes=((25, 3), (200, 2)) if args.quick else ((25, 5), (200, 3)))
+        rows.append(zip_memory_row(stack, members=20 if args.quick else 200))
+        if args.only is None:
+            _progress("Replicate calls per training")
+            try:
+                rows += measure_replicate_calls(stack)
+            except FlowFailed as exc:
+                rows.append(Row("Replicate API calls per completed training", f"flow failed: {exc}", ok=False))
+                failed = True
+    if args.only == "photos":
+        return rows, failed
     _progress("a realistic day")
     day_rows, day_failed = realistic_day(args)
     return rows + day_rows, failed or day_failed
