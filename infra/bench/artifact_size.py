@@ -21,6 +21,7 @@ from infra.build.python312 import Python312Missing
 from infra.build.sam import SHIPPED_ARCHITECTURE, BuildFailed, BuiltStack, sam_build
 
 LIMIT_BYTES = 5_000_000  # 5 MB, decimal: the stricter reading of the target
+EXEMPT = {"PhotoInspectorFunction": "exempt: the one function that decodes images (Pillow, pillow-heif)"}
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 
 
@@ -52,8 +53,9 @@ def artifact_rows(built: BuiltStack) -> list[Row]:
         own = zipped_size(spec.code_dir)
         used = [folder.name for folder in built.layer_folders(function_id)]
         total = own + sum(layers[name] for name in used)
+        exempt = EXEMPT.get(function_id)
         rows.append(Row(f"deployment artifact: {function_id} (function {_mb(own)} + {' + '.join(used) or 'no layer'}),"
-                        " zipped", _mb(total), target="<= 5 MB", ok=total <= LIMIT_BYTES))
+                        " zipped", _mb(total), target=exempt or "<= 5 MB", ok=None if exempt else total <= LIMIT_BYTES))
     return rows
 
 
