@@ -50,8 +50,8 @@ class Harness:
         """Every item of every table of this world, for "nothing was written" checks."""
         dynamodb = self.stack.client("dynamodb")
         snapshot = {}
-        for logical_id in ("ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "IdempotencyTable",
-                           "PhotosTable", "PhotoSetsTable"):
+        for logical_id in ("ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "PhotosTable",
+                           "PhotoSetsTable"):
             items = dynamodb.get_paginator("scan").paginate(TableName=self.name(logical_id)).build_full_result()
             snapshot[logical_id] = sorted(json.dumps(item, sort_keys=True) for item in items["Items"])
         return snapshot
@@ -225,6 +225,6 @@ def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", im
         trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,
         destination=ModelName.parse(training.destination),
         input={"input_images": "https://example.invalid/photos.zip", "trigger_word": training.trigger_word},
-        webhook=runtime.training_webhook_url(training.training_id))
+        webhook=runtime.training_webhook_url(training.training_id, training.user_id))
     TrainingStarts.attach_replicate_training(training, created.id, created.status)
     return training.training_id

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lorapin.adapters.outbox import acknowledge_activation
 from lorapin.domain.events import MODEL_VERSION_ACTIVATED, TRAINING_FAILED
 from lorapin.http.resolver import JsonResponse, build_resolver, caller_id, json_response
 from lorapin.http.views import generation_view
@@ -39,10 +40,13 @@ def get_generation(generation_id: str) -> JsonResponse:
 
 
 def release_waiting(event: dict[str, Any]) -> dict[str, Any]:
-    """EventBridge: a version became current; start what waited for it. Duplicates are no-ops."""
+    """EventBridge: a version became current; start what waited for it, then acknowledge the event
+    to its training's outbox (the webhook leaves that clear to us). Duplicates are no-ops."""
     detail = event.get("detail") or {}
     logger.set_correlation_id(detail.get("correlation_id") or event.get("id"))
     released = runtime.generations().release_waiting(str(detail["user_id"]), str(detail["version_id"]))
+    if detail.get("training_id"):
+        acknowledge_activation(str(detail["training_id"]), str(detail["version_id"]))
     logger.info("waiting generations released", extra={"user_id": detail.get("user_id"),
                                                        "version_id": detail.get("version_id"),
                                                        "released": released})

@@ -161,8 +161,13 @@ class Runtime:
         value = parameters.get_parameter(self.settings.api_url_parameter, max_age=API_URL_MAX_AGE_SECONDS)
         return str(value).rstrip("/")
 
-    def training_webhook_url(self, training_id: str) -> str:
-        return f"{self.api_base_url()}/webhooks/replicate/training?training_id={training_id}"
+    def training_webhook_url(self, training_id: str, user_id: str) -> str:
+        """Our ids ride in the URL (unsigned lookup hints): the webhook reads the training and the
+        user's model in one request, and trusts them only as far as the signed body agrees."""
+        from urllib.parse import urlencode
+
+        query = urlencode({"training_id": training_id, "user_id": user_id})
+        return f"{self.api_base_url()}/webhooks/replicate/training?{query}"
 
     def prediction_webhook_url(self, generation_id: str) -> str:
         return f"{self.api_base_url()}/webhooks/replicate/prediction?generation_id={generation_id}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -128,6 +129,26 @@ def test_a_forged_webhook_answers_401_and_writes_nothing(harness: Harness) -> No
     # and the genuine delivery still works afterwards
     genuine = harness.post_webhook("training", body, query=f"training_id={training_id}")
     assert genuine.json() == {"outcome": "activated"}
+
+
+def test_concurrent_copies_of_one_delivery_activate_once(harness: Harness) -> None:
+    """No per-delivery record: copies of one delivery racing each other are decided against the
+    state, and the guarded write lets exactly one of them activate (I4)."""
+    harness.emulator.suppress_webhooks(1)  # before the training starts: it may finish at once
+    training_id = seed_training(harness, "cora")
+    wait_for(lambda: replicate_training(harness, training_id)["status"] == "succeeded", message="the training")
+    record = harness.repository().get_training(training_id)
+    assert record is not None
+    event = harness.signed_webhook("training", replicate_training(harness, training_id), webhook_id="msg_copies",
+                                   query=f"training_id={training_id}&user_id=cora")
+    url = f"{harness.api.url}/webhooks/replicate/training?{event['rawQueryString']}"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, data=event["body"], headers=event["headers"],
+                                                        timeout=30), range(4)))
+    assert sorted((a.status_code, a.json()["outcome"]) for a in answers) == [
+        (200, "activated"), (200, "duplicate"), (200, "duplicate"), (200, "duplicate")]
+    harness.quiet()
+    assert len(activated_events(harness)) == 1
 
 
 def test_a_malformed_body_is_400_even_when_signed(harness: Harness) -> None:

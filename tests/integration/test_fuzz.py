@@ -46,7 +46,7 @@ FUZZ = settings(PROFILE)
 
 ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
 HEX64 = re.compile(r"[0-9a-f]{64}")
-TABLES = ("ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "IdempotencyTable")
+TABLES = ("ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable")
 FUNCTIONS = ("TrainingApiFunction", "GenerationFunction", "ReplicateWebhookFunction")
 
 
@@ -190,11 +190,6 @@ def world(shared_in_process_aws: LocalAwsStack) -> World:
 
 
 # --- assertions --------------------------------------------------------------------------------
-def without_idempotency(state: dict[str, Any]) -> dict[str, Any]:
-    """The state but the webhook-id records: an accepted delivery may remember its id (I4)."""
-    return {key: value for key, value in state.items() if key != "IdempotencyTable"}
-
-
 def assert_not_5xx(answer: Answer, what: Any) -> None:
     assert answer.status < 500, f"{what!r:.300} -> {answer.status} {answer.crash or answer.text[:300]}"
 
@@ -460,7 +455,7 @@ def test_signed_garbage_bodies_never_5xx_and_write_nothing(world: World) -> None
         else:
             assert answer.status == 200, answer
             assert answer.body == {"outcome": "ignored_unknown"}, answer
-            assert without_idempotency(after) == without_idempotency(before)
+            assert after == before
 
     check()
 
@@ -567,8 +562,9 @@ weird_numbers: st.SearchStrategy[Any] = st.sampled_from([0, -1, 1.5, 3.0, True, 
 def test_upload_bodies(world: World) -> None:
     body_strategy = api_bodies(shaped({
         "count": small_ints | weird_numbers | json_values,
-        "content_type": st.sampled_from(["image/jpeg", "image/png", "image/webp", "image/gif", "text/html",
-                                         "IMAGE/JPEG", "image/jpeg; charset=utf-8", "", "application/zip"])
+        "content_type": st.sampled_from(["image/jpeg", "image/png", "image/webp", "image/heic", "image/gif",
+                                         "text/html", "IMAGE/JPEG", "image/jpeg; charset=utf-8", "",
+                                         "application/zip"])
         | unicode_text | json_values,
     }))
     before = world.snapshot()
@@ -589,11 +585,15 @@ def test_upload_bodies(world: World) -> None:
             assert user is not None
             uploads = answer.body["uploads"]
             assert len(uploads) == int(request["count"]) and 1 <= len(uploads) <= 50
-            extension = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}[request.get(
-                "content_type", "image/jpeg")]
+            content_type_sent = request.get("content_type", "image/jpeg")
+            extension = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic",
+                         "image/heif": "heif"}[content_type_sent]
             for upload in uploads:
                 assert re.fullmatch(rf"users/{re.escape(user)}/uploads/[0-9a-f]{{32}}\.{extension}", upload["key"])
-                assert upload["method"] == "PUT"
+                # a form POST whose policy pins the key and the type (S3 enforces them, and the size)
+                assert upload["method"] == "POST"
+                assert upload["fields"]["key"] == upload["key"]
+                assert upload["fields"]["Content-Type"] == content_type_sent
             return
         # Rejected: unparseable (400/415/422) or no caller (401), always in the error shape
         assert answer.status in (400, 401, 415, 422), answer
@@ -749,7 +749,7 @@ def test_a_signed_delivery_of_another_replicate_training_leaves_the_hinted_train
     assert model is not None
     assert model.in_flight_training_id == training.training_id
     assert model.status == "training"
-    assert without_idempotency(world.snapshot()) == without_idempotency(before)
+    assert world.snapshot() == before
 
 
 API_ROUTES = [("POST", "/uploads"), ("POST", "/trainings"), ("POST", "/generations"), ("POST", "/model/rollback")]

@@ -67,7 +67,7 @@ def test_a_source_that_cannot_be_understood_is_a_configuration_error(entry: str)
 
 def test_a_bad_allow_list_stops_the_function_at_cold_start() -> None:
     env = {"MODELS_TABLE_NAME": "models", "TRAININGS_TABLE_NAME": "trainings", "VERSIONS_TABLE_NAME": "versions",
-           "GENERATIONS_TABLE_NAME": "gens", "IDEMPOTENCY_TABLE_NAME": "idem", "STATE_TABLE_NAME": "state",
+           "GENERATIONS_TABLE_NAME": "gens", "STATE_TABLE_NAME": "state",
            "PHOTOS_TABLE_NAME": "photos", "PHOTO_SETS_TABLE_NAME": "photo-sets",
            "EVENT_BUS_NAME": "bus",
            "MEDIA_BUCKET_NAME": "media", "REPLICATE_SECRET_ARN": "arn:secret", "REPLICATE_OWNER": "acme",

@@ -14,8 +14,7 @@ from infra.local.template import Template, load_template
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
 FUNCTIONS = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::Function"}
-SCOPED = {"ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "IdempotencyTable", "EventBus",
-          "MediaBucket"}
+SCOPED = {"ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable", "EventBus", "MediaBucket"}
 
 
 def refs_in(value: Any) -> set[str]:

@@ -49,7 +49,7 @@ def test_bad_overrides_fail_at_cold_start() -> None:
     from lorapin.adapters.settings import Settings
 
     base = {"MODELS_TABLE_NAME": "models", "TRAININGS_TABLE_NAME": "trainings", "VERSIONS_TABLE_NAME": "versions",
-            "GENERATIONS_TABLE_NAME": "generations", "IDEMPOTENCY_TABLE_NAME": "idempotency", "EVENT_BUS_NAME": "b",
+            "GENERATIONS_TABLE_NAME": "generations", "EVENT_BUS_NAME": "b",
             "STATE_TABLE_NAME": "state", "PHOTOS_TABLE_NAME": "photos",
             "PHOTO_SETS_TABLE_NAME": "photo-sets",
             "MEDIA_BUCKET_NAME": "media", "REPLICATE_SECRET_ARN": "arn:secret", "REPLICATE_OWNER": "acme",

@@ -5,6 +5,11 @@ One publisher at a time: the write that stores an event leases it to its writer
 (`publish_lease_until`), anyone else (a racing duplicate, the reconciler) must claim an absent or
 expired lease first, and a failed publish hands the lease back so the next try need not wait.
 Trainings (webhook outcomes) and models (rollbacks) use the same mechanism.
+
+Once published, an event is cleared from its outbox. The activating webhook leaves that clear to
+the event's own consumer (`acknowledge_activation`, one conditional write in the generation
+function) so that its path stays three requests; if no receipt comes before the lease lapses, the
+reconciler publishes the event again (consumers tolerate duplicates, I5) and clears it itself.
 """
 
 from __future__ import annotations
@@ -78,6 +83,15 @@ class Outbox:
             raise
         clear(item, event)
 
+    def publish_awaiting_receipt(self, item: OutboxItem, event: dict[str, Any]) -> None:
+        """Publish an event whose lease we hold and leave it in the outbox until its consumer
+        acknowledges it (or the lease lapses and the reconciler publishes it again)."""
+        try:
+            self._publisher.publish_outbox(event)
+        except EventPublishFailed:
+            release(item)
+            raise
+
     def publish_pending(self, item: OutboxItem) -> bool:
         """Publish what `item`'s outbox holds, if nobody else is; whether we did."""
         event = claim(item)
@@ -85,3 +99,16 @@ class Outbox:
             return False
         self.publish_leased(item, event)
         return True
+
+
+def acknowledge_activation(training_id: str, version_id: str) -> bool:
+    """The consumer of a training's `ModelVersionActivated` has it: clear that training's outbox if
+    it still holds this activation (a later event, or none, is left alone). Whether it cleared."""
+    from lorapin.domain.statuses import TrainingStatus
+
+    item = TrainingItem(training_id)
+    return write_if(lambda: item.update(
+        actions=[TrainingItem.pending_event.remove(), TrainingItem.publish_lease_until.remove(),
+                 TrainingItem.due_shard.remove(), TrainingItem.due_at.remove()],
+        condition=TrainingItem.pending_event.exists() & (TrainingItem.status == TrainingStatus.SUCCEEDED)
+        & (TrainingItem.version_id == version_id)))

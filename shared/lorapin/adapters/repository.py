@@ -72,6 +72,15 @@ class Repository:
         except DoesNotExist:
             return None
 
+    def get_training_and_model(self, training_id: str, user_id: str) -> tuple[TrainingItem | None, ModelItem | None]:
+        """A training and its user's model in one request (TransactGetItems: strongly consistent,
+        as of one moment): the webhook's lookup when its URL names both."""
+        from pynamodb.transactions import TransactGet
+
+        with TransactGet(connection=self._connection) as tx:
+            training, model = tx.get(TrainingItem, training_id), tx.get(ModelItem, user_id)
+        return _resolved(training), _resolved(model)
+
     @staticmethod
     def find_training_by_replicate_id(replicate_training_id: str) -> TrainingItem | None:
         for item in TrainingItem.by_replicate_id.query(replicate_training_id, limit=1):
@@ -486,3 +495,11 @@ class TrainingStarts:
             actions.append(TrainingItem.error_code.set(error_code))
         TrainingItem(training.training_id).update(actions=actions, condition=condition)
         return outbox
+
+
+def _resolved(future: Any) -> Any:
+    """A TransactGet placeholder's item, or None when there is no such item."""
+    try:
+        return future.get()
+    except DoesNotExist:
+        return None

@@ -29,7 +29,6 @@ class Settings(BaseModel):
     trainings_table: str = Field(alias="TRAININGS_TABLE_NAME", min_length=3)
     versions_table: str = Field(alias="VERSIONS_TABLE_NAME", min_length=3)
     generations_table: str = Field(alias="GENERATIONS_TABLE_NAME", min_length=3)
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=3)
     state_table: str = Field(alias="STATE_TABLE_NAME", min_length=3)
     photos_table: str = Field(alias="PHOTOS_TABLE_NAME", min_length=3)
     photo_sets_table: str = Field(alias="PHOTO_SETS_TABLE_NAME", min_length=3)

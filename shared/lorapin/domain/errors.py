@@ -119,11 +119,6 @@ class PhotosPending(Conflict):
     default_retry_after = 3
 
 
-class DeliveryInProgress(Conflict):
-    code = "DELIVERY_IN_PROGRESS"
-    default_message = "This delivery is being handled; deliver again later."
-
-
 # --- 415 / 422 ------------------------------------------------------------------------------------
 class UnsupportedMediaType(LorapinError):
     status, code = 415, "UNSUPPORTED_MEDIA_TYPE"

@@ -16,12 +16,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
 from lorapin.domain.errors import (
-    DeliveryInProgress,
     DependencyUnavailable,
     InvalidRequest,
     LorapinError,
@@ -35,8 +33,7 @@ from lorapin.observability import logger
 JsonResponse = Response[dict[str, Any]]
 AWS_FAILURES: tuple[type[Exception], ...] = (ClientError, BotoCoreError, PynamoDBException)
 FOREIGN_ERRORS: tuple[type[Exception], ...] = (RequestUnsupportedContentType, UnicodeDecodeError,
-                                               RequestValidationError, IdempotencyAlreadyInProgressError,
-                                               *AWS_FAILURES)
+                                               RequestValidationError, *AWS_FAILURES)
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JsonResponse:
@@ -62,8 +59,6 @@ def as_lorapin_error(error: Exception) -> LorapinError:
         return MalformedBody()
     if isinstance(error, RequestValidationError):
         return InvalidRequest.from_fields(_validation_details(error.errors()))
-    if isinstance(error, IdempotencyAlreadyInProgressError):
-        return DeliveryInProgress()
     if isinstance(error, AWS_FAILURES):
         # DynamoDB throttling, S3 or EventBridge faults: nothing half-done is acknowledged, and a
         # 503 makes Replicate redeliver (webhooks) or tells the frontend to retry.

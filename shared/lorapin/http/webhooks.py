@@ -3,17 +3,17 @@
 1. verify: the Standard Webhooks signature over the raw body, within ±5 minutes (401 otherwise,
    and nothing is read or written: I6);
 2. parse: the body must be a Replicate object of the route's kind (400 `MALFORMED_BODY`);
-3. hint: our own id from the webhook URL's query string, only if it looks like one of ours (the
-   query string is not signed, so it is a lookup hint and nothing more).
+3. hint: our own ids from the webhook URL's query string, only if they look like ours (the
+   query string is not signed, so they are lookup hints and nothing more).
 
-What comes out is a `Delivery`, which the function hands to its idempotent handler keyed on
-`webhook_id` (I4).
+What comes out is a `Delivery`: the verified body, parsed once. Handling is idempotent by
+decision (I4): a repeated delivery, or the same outcome again, is decided `duplicate` against the
+stored state, and every write is guarded, so no per-delivery record is needed.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -26,7 +26,7 @@ from lorapin.observability import count, logger
 
 @dataclass(frozen=True)
 class WebhookRoute:
-    kind: str  # "training" | "prediction": also the idempotency key's namespace
+    kind: str  # "training" | "prediction"
     body_model: type[ReplicateObject]
     hint_parameter: str  # the query parameter our webhook URL carries
     hint_prefix: str  # the prefix of our ids of that kind (`lorapin.domain.clock.new_id`)
@@ -34,22 +34,18 @@ class WebhookRoute:
 
 TRAINING = WebhookRoute("training", ReplicateTraining, "training_id", "trn")
 PREDICTION = WebhookRoute("prediction", ReplicatePrediction, "generation_id", "gen")
+USER_PARAMETER = "user_id"  # a training webhook's URL also names the user (one read for training and model)
+MAX_USER_HINT = 256
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """A verified delivery: what the idempotent handler receives (a plain dict, as Powertools stores it)."""
+    """A verified delivery, its body parsed once."""
 
     webhook_id: str
     hint: str | None
-    body: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Delivery:
-        return cls(webhook_id=str(data["webhook_id"]), hint=data.get("hint"), body=str(data["body"]))
+    body: ReplicateObject
+    user_hint: str | None = None
 
 
 def receive(route: WebhookRoute, *, body: str | None, is_base64_encoded: bool, headers: dict[str, str],
@@ -63,8 +59,10 @@ def receive(route: WebhookRoute, *, body: str | None, is_base64_encoded: bool, h
         raise InvalidSignature() from exc
     logger.append_keys(webhook_id=webhook_id, correlation_id=webhook_id)
     try:
-        route.body_model.model_validate_json(raw)
+        parsed = route.body_model.model_validate_json(raw)
     except ValidationError as exc:
         raise MalformedBody(f"The body is not a Replicate {route.kind} object.") from exc
-    hint = (query or {}).get(route.hint_parameter)
-    return Delivery(webhook_id, hint if hint and is_our_id(hint, route.hint_prefix) else None, raw)
+    query = query or {}
+    hint, user = query.get(route.hint_parameter), query.get(USER_PARAMETER)
+    return Delivery(webhook_id, hint if hint and is_our_id(hint, route.hint_prefix) else None, parsed,
+                    user if user and len(user) <= MAX_USER_HINT else None)

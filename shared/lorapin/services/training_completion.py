@@ -55,10 +55,14 @@ class TrainingCompletion:
         self._repository = repository
         self.outbox = Outbox(publisher)
 
-    def apply(self, training: ReplicateTraining, *, training_id_hint: str | None = None) -> CompletionResult:
+    def apply(self, training: ReplicateTraining, *, training_id_hint: str | None = None,
+              user_hint: str | None = None, await_receipt: bool = False) -> CompletionResult:
+        """`training_id_hint` and `user_hint` come from our webhook URL (unsigned): with both, the
+        training and its model are read in one request, and used only if the signed body agrees.
+        `await_receipt`: an activation's event stays in the outbox until its consumer acknowledges
+        it (the webhook's three-request path) instead of being cleared here after publishing."""
         for _ in range(MAX_ATTEMPTS):
-            record = self._find(training, training_id_hint)
-            model = self._repository.get_model(record.user_id) if record else None
+            record, model = self._find(training, training_id_hint, user_hint)
             decision = decide_completion(training, stored_training(record) if record else None,
                                          stored_model(model) if model else None)
             outcome = decision.outcome
@@ -71,23 +75,29 @@ class TrainingCompletion:
                                                                 "training_id": record.training_id,
                                                                 "user_id": record.user_id, "reason": decision.reason})
             try:
-                self._act(decision, record, model)
+                self._act(decision, record, model, await_receipt=await_receipt)
             except GuardRejected:
                 continue
             return CompletionResult(outcome, decision, record.user_id, record.training_id)
         raise StateKeptChanging(f"training {training.id}: state kept changing under {MAX_ATTEMPTS} attempts")
 
-    def _find(self, training: ReplicateTraining, hint: str | None) -> TrainingItem | None:
-        record = self._repository.get_training(hint) if hint else None
+    def _find(self, training: ReplicateTraining, hint: str | None,
+              user_hint: str | None) -> tuple[TrainingItem | None, ModelItem | None]:
+        """Our record of `training` and its user's model. The query string is not signed: a hinted
+        record counts only if it is the training the signed body names, for the hinted user."""
+        record, model = (self._repository.get_training_and_model(hint, user_hint) if hint and user_hint
+                         else (self._repository.get_training(hint) if hint else None, None))
         if record is None or (record.replicate_training_id and record.replicate_training_id != training.id):
-            # The query string is not signed; the signed body says which training this is.
-            record = self._repository.find_training_by_replicate_id(training.id)
+            record, model = self._repository.find_training_by_replicate_id(training.id), None
         if (record is not None and record.replicate_training_id is None
                 and record.status == TrainingStatus.STARTING):
             raise NotYetRecorded(f"Training {record.training_id} is still being created; deliver again.")
-        return record
+        if record is not None and (model is None or model.user_id != record.user_id):
+            model = self._repository.get_model(record.user_id)
+        return record, model
 
-    def _act(self, decision: CompletionDecision, record: TrainingItem, model: ModelItem) -> None:
+    def _act(self, decision: CompletionDecision, record: TrainingItem, model: ModelItem, *,
+             await_receipt: bool) -> None:
         now = now_iso()
         if decision.action is Action.ACTIVATE:
             assert decision.version is not None
@@ -100,7 +110,10 @@ class TrainingCompletion:
             outbox = self._repository.apply_activation(record, decision.version, event,
                                                        in_flight=model.in_flight_training_id)
             # leased to us by that write: no need to read it back
-            self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
+            if await_receipt:
+                self.outbox.publish_awaiting_receipt(TrainingItem(record.training_id), outbox)
+            else:
+                self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
             return
         if decision.action is Action.RECORD_STALE_SUCCESS:
             assert decision.version is not None
