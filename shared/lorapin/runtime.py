@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lorapin.adapters.settings import Settings, get_settings
 from lorapin.domain import clock
+from lorapin.observability import trace_replicate_calls
 
 if TYPE_CHECKING:
     from lorapin.adapters.event_bus import EventPublisher, EventsClient
@@ -76,6 +77,8 @@ class Runtime:
         from lorapin.adapters.replicate_gateway import ReplicateGateway
 
         token = self.secrets.api_token
+        if self._gateway is None:
+            trace_replicate_calls()
         if self._gateway is None or self._gateway[0] != token:
             self._gateway = (token, ReplicateGateway(token, self.settings.replicate_base_url,
                                                      downloads=self.settings.download_policy(),
@@ -178,9 +181,43 @@ class Runtime:
         return boto3.client(service, region_name=self.settings.aws_region)  # type: ignore[call-overload]
 
 
+    def refresh_after_restore(self) -> None:
+        """Lambda SnapStart resumed this process from a snapshot, possibly hours old and shared by
+        many instances: drop every client (their connections belong to the snapshot), the cached
+        secrets (they may have rotated since) and the Replicate gateway; each is rebuilt on first use."""
+        from aws_lambda_powertools.utilities import parameters
+
+        for name in ("repository", "publisher", "media", "functions"):
+            self.__dict__.pop(name, None)
+        self._gateway = None
+        parameters.clear_caches()
+        _forget_table_connections()
+
+
+def _forget_table_connections() -> None:
+    """PynamoDB keeps one connection per table class; the next request opens a new one."""
+    from lorapin.adapters import tables
+
+    for value in vars(tables).values():
+        if isinstance(value, type) and hasattr(value, "_connection") and hasattr(value, "Meta"):
+            value._connection = None
+
+
 @lru_cache(maxsize=1)
 def get_runtime() -> Runtime:
-    return Runtime(get_settings())
+    runtime = Runtime(get_settings())
+    _register_after_restore(runtime)
+    return runtime
+
+
+def _register_after_restore(runtime: Runtime) -> None:
+    """With SnapStart on (template parameter `SnapStart`), refresh what the snapshot froze. The hook
+    library exists only in Lambda's Python runtime (3.12+); elsewhere there is nothing to register."""
+    try:
+        from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    register_after_restore(runtime.refresh_after_restore)
 
 
 def reset_runtime() -> None:
