@@ -147,7 +147,7 @@ class Generations:
         except UpstreamUnavailable as exc:
             self._repository.fail_generation(generation, error=exc.message, completed_at=now_iso())
             raise
-        return self._repository.get_generation(generation.generation_id) or generation
+        return generation  # as stored: the attach wrote it back (UpdateItem returns the item), no re-read
 
     def prediction_input(self, generation: GenerationItem) -> dict[str, Any]:
         request = generation.request
