@@ -1,7 +1,9 @@
-"""REQUIREMENTS §10 webhook handling: signed training-success deliveries through the local HTTP API, each taking
-the full path (signature → idempotency record → guarded transaction → PutEvents → outbox cleared →
-slot freed → idempotency record completed), against a bare UpdateItem + PutEvents with boto3 on
-the same moto server. One of each in turn, so both see the same machine."""
+"""REQUIREMENTS §10 webhook handling: signed training-success deliveries, each taking the full path
+(signature → one TransactGetItems for training and model → the guarded activation transaction,
+slot freed and outbox stored → PutEvents), against a bare UpdateItem + PutEvents with boto3 on the
+same moto server. One of each in turn, so both see the same machine. Measured twice: through the
+local HTTP API (a process container behind it), and in-process (the handler called directly, which
+is what Lambda bills)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,43 @@ def _per_request(before: Counter[str], after: Counter[str], count: int) -> Row:
                f"{total / 2:.2f}x")
 
 
+def measure_in_process(stack: LocalStack, seeder: Seeder, count: int) -> list[Row]:
+    """The handler imported into this process and called with the API Gateway event each delivery
+    makes: no HTTP hop, no process boundary."""
+    from urllib.parse import urlsplit
+
+    from infra.local.apigw import http_api_event
+    from infra.local.functions import LocalContext, load_handler
+
+    spec = stack.template.functions()[WEBHOOK_FUNCTION]
+    handler = load_handler(spec, stack.aws.function_env[WEBHOOK_FUNCTION])
+    trainings = seeder.start_many({f"bench-inproc-{n:04d}": ["succeeded"] for n in range(count + WARM_UP)})
+    seeder.finish(trainings)
+    floor = Floor(stack)
+    webhook_times: list[float] = []
+    floor_times: list[float] = []
+    not_activated = 0
+    for n, training in enumerate(trainings):
+        delivery = genuine("primary", training, stack.emulator.signing_secret)
+        url = urlsplit(delivery.url)
+        event = http_api_event("POST", url.path, body=delivery.body, headers=delivery.headers(), query=url.query)
+        floor_seconds = floor.once()
+        started = time.perf_counter()
+        response = handler(event, LocalContext(WEBHOOK_FUNCTION))
+        seconds = time.perf_counter() - started
+        if json.loads(response.get("body") or "{}").get("outcome") != "activated":
+            not_activated += 1
+        if n >= WARM_UP:
+            webhook_times.append(seconds)
+            floor_times.append(floor_seconds)
+    what = f"webhook: the same, handler called in-process (n={count})"
+    return [
+        ratio_row(f"{what}: median", median(webhook_times), median(floor_times), TARGET),
+        ratio_row(f"{what}: p95", p95(webhook_times), p95(floor_times), TARGET),
+        Row("  of those, not answered 200 activated", str(not_activated), target="0", ok=not_activated == 0),
+    ]
+
+
 def measure_webhook_latency(stack: LocalStack, seeder: Seeder, count: int, calls: CallLog | None = None) -> list[Row]:
     """`count` users with one seeded training each; each success delivered once, answered `activated`.
     With `calls` (the atomic moto's log), also what AWS requests one webhook made."""
@@ -88,4 +127,48 @@ def measure_webhook_latency(stack: LocalStack, seeder: Seeder, count: int, calls
     ]
     if calls:
         rows.append(_per_request(before, after, count))
-    return rows
+    return rows + measure_in_process(stack, seeder, count)
+
+
+def measure_generation_latency(stack: LocalStack, users: list[str], count: int) -> list[Row]:
+    """`POST /generations` (warm, through the local HTTP API) for users with a current version,
+    against its own floor: a consistent GetItem of the model, a PutItem of a generation and the
+    replicate client's `predictions.create` on the emulator, made directly in turn."""
+    import replicate
+
+    from infra.local.stack import LOCAL_API_TOKEN
+    from infra.local.tokens import issue_token
+
+    dynamodb: Any = stack.aws.client("dynamodb")
+    models, generations = stack.aws.names["ModelsTable"], stack.aws.names["GenerationsTable"]
+    client = replicate.Client(api_token=LOCAL_API_TOKEN, base_url=stack.emulator.url)
+    request_times: list[float] = []
+    floor_times: list[float] = []
+    answers: Counter[int] = Counter()
+    with requests.Session() as session:
+        for n in range(count + WARM_UP):
+            user = users[n % len(users)]
+            model = dynamodb.get_item(TableName=models, Key={"user_id": {"S": user}}, ConsistentRead=True)["Item"]
+            version_id = model["current_version"]["M"]["id"]["S"]
+            started = time.perf_counter()
+            dynamodb.get_item(TableName=models, Key={"user_id": {"S": user}}, ConsistentRead=True)
+            dynamodb.put_item(TableName=generations, Item={"generation_id": {"S": f"bench-floor-{n}-{time.time_ns()}"},
+                                                            "user_id": {"S": "bench-floor"}})
+            client.predictions.create(version=version_id, input={"prompt": "TOK a portrait", "seed": n})
+            floor_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            response = session.post(f"{stack.api.url}/generations", json={"prompt": "a portrait", "seed": n},
+                                    headers={"authorization": f"Bearer {issue_token(user)}"}, timeout=30)
+            seconds = time.perf_counter() - started
+            answers[response.status_code] += 1
+            if n >= WARM_UP:
+                request_times.append(seconds)
+                floor_times.append(floor_seconds)
+    what = f"POST /generations (warm, pinned to the current version), local HTTP API (n={count})"
+    return [
+        Row(f"floor: consistent GetItem + PutItem + predictions.create, direct (n={count})",
+            f"median {ms(median(floor_times))}, p95 {ms(p95(floor_times))}"),
+        ratio_row(f"{what}: median", median(request_times), median(floor_times), TARGET),
+        Row("  of those, not answered 202", str(sum(n for code, n in answers.items() if code != 202)), target="0",
+            ok=set(answers) == {202}),
+    ]
