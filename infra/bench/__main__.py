@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, help="timed webhook requests (default 100)")
     parser.add_argument("--import-runs", type=int, default=5, help="fresh processes per module (default 5)")
     parser.add_argument("--containers", type=int, default=4, help="warm containers per function (default 4)")
-    parser.add_argument("--only", choices=["day", "photos"], help="run one part of the bench alone")
+    parser.add_argument("--only", choices=["day", "photos", "core"],
+                        help="run one part of the bench alone (core: everything but the day)")
     parser.add_argument("--day-rate", type=float, help="the day's clock acceleration (default 120; 240 with --quick)")
     parser.add_argument("--stock-stack", action="store_true",
                         help="run the functions as `make run` does: thread containers in this process, taking "
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
         _functions_log_to_stderr()
         if not args.stock_stack:
             resources.enter_context(process_containers(stack, args.containers))
-        if args.only is None:
+        if args.only in (None, "core"):
             _progress(f"cold starts ({args.import_runs} fresh processes each)")
             rows += measure_cold_starts(stack.template.functions(), stack.aws.function_env, runs=args.import_runs)
             seeder = Seeder(stack)
@@ -133,14 +134,14 @@ def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
         rows.append(inspection_memory_row(str(resources.enter_context(_scratch()))))
         rows += start_latency_rows(stack, _progress, sizes=((25, 3), (200, 2)) if args.quick else ((25, 5), (200, 3)))
         rows.append(zip_memory_row(stack, members=20 if args.quick else 200))
-        if args.only is None:
+        if args.only in (None, "core"):
             _progress("Replicate calls per training")
             try:
                 rows += measure_replicate_calls(stack)
             except FlowFailed as exc:
                 rows.append(Row("Replicate API calls per completed training", f"flow failed: {exc}", ok=False))
                 failed = True
-    if args.only == "photos":
+    if args.only in ("photos", "core"):
         return rows, failed
     _progress("a realistic day")
     day_rows, day_failed = realistic_day(args)
