@@ -7,8 +7,15 @@ from __future__ import annotations
 import pytest
 
 from lorapin.adapters.replicate_gateway import CreateOutcomeUnknown, ReplicateRejected
+from lorapin.adapters.tables import GenerationItem
 from lorapin.domain.completion import Outcome
-from lorapin.domain.errors import NoModelToGenerateWith, NotYetRecorded, UpstreamRejected, UpstreamUnavailable
+from lorapin.domain.errors import (
+    NoModelToGenerateWith,
+    NotYetRecorded,
+    UnknownVersion,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from lorapin.services.generation import GenerationRequest
 from tests.fakes import PNG
 from tests.unit.conftest import Services
@@ -192,3 +199,30 @@ def test_a_prediction_create_that_timed_out_and_created_nothing_fails_and_may_be
     [generation] = services.repository.generations_of(services.user)
     assert generation.status == "failed"
     assert services.replicate.predictions == {}
+
+
+def test_an_earlier_version_can_be_compared_with_the_current_one_like_for_like(services: Services) -> None:
+    first = services.train()
+    current = services.train()
+    generations = services.runtime.generations()
+    earlier = generations.request(services.user, GenerationRequest(prompt="on a boat", seed=7, version_id=first))
+    now = generations.request(services.user, GenerationRequest(prompt="on a boat", seed=7))
+    sent = {p["id"]: p for p in services.replicate.predictions.values()}
+    assert sent[str(earlier.replicate_prediction_id)]["version"] == first
+    assert sent[str(now.replicate_prediction_id)]["version"] == current != first
+    assert [sent[str(g.replicate_prediction_id)]["input"]["seed"] for g in (earlier, now)] == [7, 7]
+    assert str(earlier.model_version_ref).endswith(f":{first}")  # which version made it, recorded
+    model = services.repository.get_model(services.user)
+    assert model is not None and model.current_version is not None and model.current_version.id == current
+
+
+def test_a_version_that_is_not_the_callers_answers_like_an_absent_one(services: Services) -> None:
+    theirs = services.train(f"{services.user}-other")
+    services.train()
+    generations = services.runtime.generations()
+    for version_id in (theirs, "f" * 64):
+        with pytest.raises(UnknownVersion) as refused:
+            generations.request(services.user, GenerationRequest(prompt="x", version_id=version_id))
+        assert refused.value.status == 404
+    assert services.replicate.predictions == {}  # nothing was asked of Replicate
+    assert list(GenerationItem.by_user.query(services.user)) == []  # and nothing was written

@@ -1,6 +1,8 @@
 """Generations: every prediction is pinned to the model's current version, read at request time
-(R1), with the trigger word that version was trained with (R4). A generation asked for while the
-first training runs waits, and the `ModelVersionActivated` consumer releases it."""
+(R1), with the trigger word that version was trained with (R4), or to an earlier version of the
+caller's own model when the request names one (to compare versions like for like, same prompt and
+seed). A generation asked for while the first training runs waits, and the
+`ModelVersionActivated` consumer releases it."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from lorapin.adapters.media import MediaStore, extension_for, generation_output_key
 from lorapin.adapters.replicate_gateway import CreateOutcomeUnknown, ReplicateRejected
 from lorapin.adapters.repository import Repository
-from lorapin.adapters.tables import GenerationItem, VersionInfo
+from lorapin.adapters.tables import GenerationItem, VersionInfo, VersionItem
 from lorapin.domain.clock import new_id, now_iso, parse_iso, utc_now
 from lorapin.domain.completion import Outcome
 from lorapin.domain.errors import (
     GenerationNotFound,
     NoModelToGenerateWith,
     NotYetRecorded,
+    UnknownVersion,
     UpstreamRejected,
     UpstreamUnavailable,
 )
@@ -48,6 +51,9 @@ class GenerationRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED,
                              description="The same seed and prompt on two versions compare them like for like; "
                                          "a random one when absent")
+    version_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                   description="Generate with this version of your own model (any earlier one, to "
+                                               "compare); the current version when absent")
 
 
 class Generations:
@@ -60,12 +66,12 @@ class Generations:
 
     # --- the API ---------------------------------------------------------------------------------
     def request(self, user_id: str, request: GenerationRequest) -> GenerationItem:
+        if request.version_id is not None:
+            return self._request_version(user_id, request, request.version_id)
         model = self._repository.get_model(user_id)  # strongly consistent (R1)
         if model is None:
             raise NoModelToGenerateWith("No model yet: start a training first.")
-        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        generation = GenerationItem(new_id("gen"), user_id=user_id, request=request.model_dump(), seed=seed,
-                                    prompt=request.prompt, created_at=now_iso())
+        generation = self._new_generation(user_id, request)
         if model.current_version is not None:
             return self._start(generation, model.current_version)
         if not model.in_flight_training_id:
@@ -79,6 +85,19 @@ class Generations:
         if model is not None and model.current_version is not None:
             self._release_one(generation, model.current_version)
         return self._repository.get_generation(generation.generation_id) or generation
+
+    def _request_version(self, user_id: str, request: GenerationRequest, version_id: str) -> GenerationItem:
+        """A generation pinned to a version the caller names: one of their own model's versions
+        (another user's, or an id never made, answers like an absent one: I7)."""
+        version = self._repository.get_version(user_id, version_id)
+        if version is None:
+            raise UnknownVersion()
+        return self._start(self._new_generation(user_id, request), version)
+
+    def _new_generation(self, user_id: str, request: GenerationRequest) -> GenerationItem:
+        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+        return GenerationItem(new_id("gen"), user_id=user_id, request=request.model_dump(), seed=seed,
+                              prompt=request.prompt, created_at=now_iso())
 
     def get(self, user_id: str, generation_id: str) -> GenerationItem:
         generation = self._repository.get_generation(generation_id)
@@ -135,7 +154,7 @@ class Generations:
         return 1
 
     # --- creating the prediction -----------------------------------------------------------------
-    def _start(self, generation: GenerationItem, version: VersionInfo) -> GenerationItem:
+    def _start(self, generation: GenerationItem, version: VersionInfo | VersionItem) -> GenerationItem:
         generation.status = GenerationStatus.STARTING
         generation.model_version_ref = version.ref
         generation.prompt = ensure_trigger_word(generation.request["prompt"], version.trigger_word)
