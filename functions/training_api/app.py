@@ -59,6 +59,12 @@ def get_training(training_id: str) -> JsonResponse:
     return json_response(200, {"training": training_view(training)})
 
 
+@app.post("/trainings/<training_id>/cancel")
+def cancel_training(training_id: str) -> JsonResponse:
+    training = runtime.training_cancel().cancel(caller_id(app), training_id)
+    return json_response(200, {"training": training_view(training)})
+
+
 @app.get("/model")
 def get_model() -> JsonResponse:
     model, versions = runtime.history().model(caller_id(app))

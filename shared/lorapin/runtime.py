@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lorapin.services.photo_library import PhotoLibrary
     from lorapin.services.ports import Functions, Replicate
     from lorapin.services.reconciler import Reconciler, ReconcilerLimits
+    from lorapin.services.training_cancel import TrainingCancel
     from lorapin.services.training_completion import TrainingCompletion
     from lorapin.services.training_start import Trainings
 
@@ -135,6 +136,11 @@ class Runtime:
         from lorapin.services.training_completion import TrainingCompletion
 
         return TrainingCompletion(self.repository, self.publisher)
+
+    def training_cancel(self) -> TrainingCancel:
+        from lorapin.services.training_cancel import TrainingCancel
+
+        return TrainingCancel(self.repository, lambda: self.replicate, self.completion(), self.publisher)
 
     def history(self) -> ModelHistory:
         from lorapin.services.model_history import ModelHistory

@@ -311,3 +311,20 @@ def test_a_first_training_costs_two_replicate_calls_and_reuses_a_destination_lef
     harness.emulator.add_model(left_behind.owner, left_behind.name)
     first = train(harness, "ned", image_keys=upload(harness, "ned", photos(range(20, 32))))
     assert first["destination"] == str(left_behind)
+
+
+def test_cancel_over_http_stops_a_running_training_and_refuses_a_finished_one(harness: Harness) -> None:
+    keys = upload(harness, "kim", photos(range(0, 12)))
+    done = train(harness, "kim", image_keys=keys)
+    finished_answer = harness.call("POST", f"/trainings/{done['id']}/cancel", user="kim")
+    assert finished_answer.status_code == 409 and finished_answer.json()["error"]["code"] == "TRAINING_FINISHED"
+    assert harness.call("POST", f"/trainings/{done['id']}/cancel", user="lee").status_code == 404  # I7
+    harness.emulator.training_seconds = 3600  # the next one runs until canceled
+    running = start(harness, "kim", image_keys=keys)
+    assert running.status_code == 202, running.text
+    canceled = harness.call("POST", f"/trainings/{running.json()['training']['id']}/cancel", user="kim")
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["training"]["status"] == "canceled"
+    assert current_version(harness, "kim") == done["version_id"]  # I3
+    again = start(harness, "kim", image_keys=keys)  # the slot is free
+    assert again.status_code == 202, again.text

@@ -487,7 +487,7 @@ class TrainingStarts:
             condition = condition & (TrainingItem.submit_lease_until.does_not_exist()
                                      | (TrainingItem.submit_lease_until < now_iso()))
         actions: list[Any] = [
-            TrainingItem.status.set(TrainingStatus.FAILED), TrainingItem.error.set(event.error or "not started"),
+            TrainingItem.status.set(event.status), TrainingItem.error.set(event.error or "not started"),
             TrainingItem.completed_at.set(now_iso()), TrainingItem.submit_lease_until.remove(),
             *store_actions(outbox, TrainingItem, self._repository.shard(TRAINING_SHARD, training.training_id)),
         ]

@@ -94,6 +94,17 @@ class Conflict(LorapinError):
     status, code = 409, "CONFLICT"
 
 
+class TrainingFinished(Conflict):
+    code = "TRAINING_FINISHED"
+    default_message = "That training has already finished; there is nothing to cancel."
+
+
+class TrainingBeingSubmitted(Conflict):
+    code = "TRAINING_BEING_SUBMITTED"
+    default_message = "That training is being handed to Replicate right now; cancel it again in a moment."
+    default_retry_after = 5
+
+
 class TrainingInProgress(Conflict):
     """I2: the user already has a training in flight."""
 
