@@ -11,8 +11,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lorapin.adapters.outbox import acknowledge_activation
+from lorapin.domain.cursors import DEFAULT_PAGE
 from lorapin.domain.events import MODEL_VERSION_ACTIVATED, TRAINING_FAILED
-from lorapin.http.resolver import JsonResponse, build_resolver, caller_id, json_response
+from lorapin.http.resolver import JsonResponse, PageCursor, PageLimit, build_resolver, caller_id, json_response
 from lorapin.http.views import generation_view
 from lorapin.observability import count, logger, metrics, tracer
 from lorapin.runtime import get_runtime
@@ -31,6 +32,14 @@ def create_generation(request: Annotated[GenerationRequest, Body()]) -> JsonResp
                                                "status": generation.status,
                                                "model_version_ref": generation.model_version_ref})
     return json_response(202, {"generation": generation_view(generation, runtime.media.presigned_get)})
+
+
+@app.get("/generations")
+def list_generations(limit: PageLimit = DEFAULT_PAGE, cursor: PageCursor = None) -> JsonResponse:
+    """The caller's generations, newest first; each says which version made it and with what seed."""
+    listed = runtime.listings().generations(caller_id(app), limit, cursor)
+    return json_response(200, {"generations": [generation_view(g, runtime.media.presigned_get) for g in listed.items],
+                               "next_cursor": listed.next_cursor})
 
 
 @app.get("/generations/<generation_id>")

@@ -11,8 +11,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from lorapin.http.resolver import JsonResponse, build_resolver, caller_id, json_response
-from lorapin.http.views import model_view, training_view
+from lorapin.domain.cursors import DEFAULT_PAGE
+from lorapin.http.resolver import JsonResponse, PageCursor, PageLimit, build_resolver, caller_id, json_response
+from lorapin.http.views import model_view, training_view, version_view
 from lorapin.observability import count, logger, metrics, tracer
 from lorapin.runtime import get_runtime
 from lorapin.services.training_start import TrainingRequest
@@ -65,10 +66,25 @@ def cancel_training(training_id: str) -> JsonResponse:
     return json_response(200, {"training": training_view(training)})
 
 
+@app.get("/trainings")
+def list_trainings(limit: PageLimit = DEFAULT_PAGE, cursor: PageCursor = None) -> JsonResponse:
+    listed = runtime.listings().trainings(caller_id(app), limit, cursor)
+    return json_response(200, {"trainings": [training_view(t) for t in listed.items],
+                               "next_cursor": listed.next_cursor})
+
+
 @app.get("/model")
 def get_model() -> JsonResponse:
-    model, versions = runtime.history().model(caller_id(app))
-    return json_response(200, {"model": model_view(model, versions)})
+    """The model with its latest versions (a first page; `versions_next_cursor` continues it)."""
+    model, listed = runtime.listings().versions(caller_id(app), DEFAULT_PAGE, None)
+    return json_response(200, {"model": model_view(model, listed.items, listed.next_cursor)})
+
+
+@app.get("/model/versions")
+def list_versions(limit: PageLimit = DEFAULT_PAGE, cursor: PageCursor = None) -> JsonResponse:
+    model, listed = runtime.listings().versions(caller_id(app), limit, cursor)
+    return json_response(200, {"versions": [version_view(v, model.current_version) for v in listed.items],
+                               "next_cursor": listed.next_cursor})
 
 
 @app.get("/photos")
@@ -86,9 +102,10 @@ def remove_photo(name: str) -> JsonResponse:
 @app.post("/model/rollback")
 def rollback(request: Annotated[RollbackRequest, Body()]) -> JsonResponse:
     user_id = caller_id(app)
-    model, versions = runtime.history().rollback(user_id, request.version_id)
+    runtime.history().rollback(user_id, request.version_id)
     count("Rollbacks")
-    return json_response(200, {"model": model_view(model, versions)})
+    model, listed = runtime.listings().versions(user_id, DEFAULT_PAGE, None)
+    return json_response(200, {"model": model_view(model, listed.items, listed.next_cursor)})
 
 
 @app.get("/openapi.json")

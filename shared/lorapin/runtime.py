@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lorapin.adapters.repository import Repository
     from lorapin.adapters.secrets import ReplicateSecrets
     from lorapin.services.generation import Generations
+    from lorapin.services.listings import Listings
     from lorapin.services.model_history import ModelHistory
     from lorapin.services.photo_inspection import PhotoInspections
     from lorapin.services.photo_library import PhotoLibrary
@@ -136,6 +137,11 @@ class Runtime:
         from lorapin.services.training_completion import TrainingCompletion
 
         return TrainingCompletion(self.repository, self.publisher)
+
+    def listings(self) -> Listings:
+        from lorapin.services.listings import Listings
+
+        return Listings(self.repository)
 
     def training_cancel(self) -> TrainingCancel:
         from lorapin.services.training_cancel import TrainingCancel

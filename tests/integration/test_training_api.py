@@ -328,3 +328,23 @@ def test_cancel_over_http_stops_a_running_training_and_refuses_a_finished_one(ha
     assert current_version(harness, "kim") == done["version_id"]  # I3
     again = start(harness, "kim", image_keys=keys)  # the slot is free
     assert again.status_code == 202, again.text
+
+
+def test_lists_over_http_are_paged_and_refuse_a_bad_limit_or_cursor(harness: Harness) -> None:
+    keys = upload(harness, "max2", photos(range(0, 12)))
+    first = train(harness, "max2", image_keys=keys, trigger_word="MAXW")
+    second = train(harness, "max2", image_keys=keys)
+    page = harness.call("GET", "/trainings?limit=1", user="max2").json()
+    assert [t["id"] for t in page["trainings"]] == [second["id"]] and page["next_cursor"]
+    rest = harness.call("GET", f"/trainings?limit=1&cursor={page['next_cursor']}", user="max2").json()
+    assert [t["id"] for t in rest["trainings"]] == [first["id"]]
+    versions = harness.call("GET", "/model/versions", user="max2").json()
+    assert [v["id"] for v in versions["versions"]] == [second["version_id"], first["version_id"]]
+    assert versions["next_cursor"] is None and [v["active"] for v in versions["versions"]] == [True, False]
+    model = harness.call("GET", "/model", user="max2").json()["model"]
+    assert len(model["versions"]) == 2 and model["versions_next_cursor"] is None
+    assert harness.call("GET", "/generations", user="max2").json() == {"generations": [], "next_cursor": None}
+    too_many = harness.call("GET", "/trainings?limit=101", user="max2")
+    assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "INVALID_REQUEST"
+    stolen = harness.call("GET", f"/trainings?limit=1&cursor={page['next_cursor']}", user="someone")
+    assert stolen.status_code == 400 and stolen.json()["error"]["code"] == "INVALID_CURSOR"  # I7

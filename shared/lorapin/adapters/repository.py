@@ -9,8 +9,9 @@ re-reads and decides again (`lorapin.adapters.guards`). What the reconciler must
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist
@@ -38,6 +39,8 @@ from lorapin.domain.events import ModelVersionActivated, TrainingFailed
 from lorapin.domain.schedule import PREDICTION_FIRST_CHECK, shard_of
 from lorapin.domain.statuses import ActivationReason, GenerationStatus, ModelStatus, TrainingStatus
 from lorapin.domain.versions import VersionRef
+
+T = TypeVar("T")
 
 __all__ = ["GuardRejected", "Repository", "TrainingStarts"]
 
@@ -96,6 +99,24 @@ class Repository:
         """Every version of the user's destination, newest first."""
         versions = list(VersionItem.query(user_id, consistent_read=True))
         return sorted(versions, key=lambda v: (v.seq, v.created_at), reverse=True)
+
+    @staticmethod
+    def trainings_page(user_id: str, limit: int, start: dict[str, Any] | None) -> Page[TrainingItem]:
+        """A page of the user's trainings, newest first (by seq)."""
+        return _page(TrainingItem.by_user.query(user_id, scan_index_forward=False, limit=limit,
+                                                last_evaluated_key=start), limit)
+
+    @staticmethod
+    def generations_page(user_id: str, limit: int, start: dict[str, Any] | None) -> Page[GenerationItem]:
+        """A page of the user's generations, newest first."""
+        return _page(GenerationItem.by_user.query(user_id, scan_index_forward=False, limit=limit,
+                                                  last_evaluated_key=start), limit)
+
+    @staticmethod
+    def versions_page(user_id: str, limit: int, start: dict[str, Any] | None) -> Page[VersionItem]:
+        """A page of the user's versions, newest first (by the seq of the training that made them)."""
+        return _page(VersionItem.by_seq.query(user_id, scan_index_forward=False, limit=limit,
+                                              last_evaluated_key=start), limit)
 
     @staticmethod
     def get_version(user_id: str, version_id: str) -> VersionItem | None:
@@ -503,3 +524,14 @@ def _resolved(future: Any) -> Any:
         return future.get()
     except DoesNotExist:
         return None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    last_key: dict[str, Any] | None  # where the next page starts; None on the last page
+
+
+def _page(results: Any, limit: int) -> Page[Any]:
+    items = list(results)
+    return Page(items, results.last_evaluated_key if len(items) == limit else None)

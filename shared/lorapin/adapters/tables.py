@@ -152,6 +152,15 @@ class TrainingItem(Model):
     due = DueTrainings()
 
 
+class VersionsBySeq(GlobalSecondaryIndex["VersionItem"]):
+    class Meta:
+        index_name = "by_seq"
+        projection = AllProjection()
+
+    user_id = UnicodeAttribute(hash_key=True)
+    seq = NumberAttribute(range_key=True)
+
+
 class VersionItem(Model):
     """Every version ever produced for a user's destination (R10)."""
 
@@ -168,6 +177,8 @@ class VersionItem(Model):
     seq = NumberAttribute()
     image_count = NumberAttribute(default=0)
     created_at = UnicodeAttribute()
+
+    by_seq = VersionsBySeq()
 
 
 class GenerationsByUser(GlobalSecondaryIndex["GenerationItem"]):

@@ -94,6 +94,11 @@ class Conflict(LorapinError):
     status, code = 409, "CONFLICT"
 
 
+class InvalidCursor(LorapinError):
+    status, code = 400, "INVALID_CURSOR"
+    default_message = "That cursor is not one this list handed out; start again from the first page."
+
+
 class TrainingFinished(Conflict):
     code = "TRAINING_FINISHED"
     default_message = "That training has already finished; there is nothing to cancel."

@@ -3,22 +3,24 @@ in one place, and the caller taken from the JWT's `sub` claim.
 
 `lorapin.domain.errors` says what each error means (code, status); this module says how any
 error becomes a response: `error_response` for ours, `as_lorapin_error` for the few foreign
-exceptions a request can raise (request validation, AWS faults, a delivery already in progress).
+exceptions a request can raise (request validation, AWS faults).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
+from lorapin.domain.cursors import MAX_PAGE
 from lorapin.domain.errors import (
     DependencyUnavailable,
     InvalidRequest,
@@ -31,6 +33,8 @@ from lorapin.domain.errors import (
 from lorapin.observability import logger
 
 JsonResponse = Response[dict[str, Any]]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="How many items a page holds (at most 100)")]
+PageCursor = Annotated[str | None, Query(max_length=2048, description="The `next_cursor` of the page before")]
 AWS_FAILURES: tuple[type[Exception], ...] = (ClientError, BotoCoreError, PynamoDBException)
 FOREIGN_ERRORS: tuple[type[Exception], ...] = (RequestUnsupportedContentType, UnicodeDecodeError,
                                                RequestValidationError, *AWS_FAILURES)

@@ -41,27 +41,33 @@ def current_version_view(info: VersionInfo | None) -> dict[str, Any] | None:
     }
 
 
-def model_view(model: ModelItem, versions: list[VersionItem]) -> dict[str, Any]:
+def version_view(v: VersionItem, current: VersionInfo | None) -> dict[str, Any]:
+    is_current = bool(current and current.id == v.version_id)
+    return {
+        "id": v.version_id,
+        "ref": v.ref,
+        "trigger_word": v.trigger_word,
+        "training_id": v.training_id,
+        "seq": int(v.seq),
+        "activated_at": current.activated_at if current and is_current else v.created_at,
+        "reason": current.reason if current and is_current else ActivationReason.TRAINING,
+        "image_count": int(v.image_count or 0),
+        "active": is_current,
+    }
+
+
+def model_view(model: ModelItem, versions: list[VersionItem], versions_next_cursor: str | None = None
+               ) -> dict[str, Any]:
+    """The model with (a page of) its versions, newest first; `versions_next_cursor` continues the
+    list at `GET /model/versions`."""
     current = model.current_version
     return {
         "destination": model.destination,
         "trigger_word": model.trigger_word,
         "status": model.status,
         "current_version": current_version_view(current),
-        "versions": [
-            {
-                "id": v.version_id,
-                "ref": v.ref,
-                "trigger_word": v.trigger_word,
-                "training_id": v.training_id,
-                "seq": int(v.seq),
-                "activated_at": current.activated_at if current and current.id == v.version_id else v.created_at,
-                "reason": current.reason if current and current.id == v.version_id else ActivationReason.TRAINING,
-                "image_count": int(v.image_count or 0),
-                "active": bool(current and current.id == v.version_id),
-            }
-            for v in versions
-        ],
+        "versions": [version_view(v, current) for v in versions],
+        "versions_next_cursor": versions_next_cursor,
     }
 
 
