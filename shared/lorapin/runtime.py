@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from lorapin.adapters.media import MediaStore
     from lorapin.adapters.repository import Repository
     from lorapin.adapters.secrets import ReplicateSecrets
+    from lorapin.domain.limits import GenerationLimits
     from lorapin.services.generation import Generations
     from lorapin.services.listings import Listings
     from lorapin.services.model_history import ModelHistory
@@ -110,10 +111,14 @@ class Runtime:
         return LambdaFunctions(sync, self._boto_client("lambda"))
 
     # --- services --------------------------------------------------------------------------------
-    def generations(self) -> Generations:
+    def generations(self, limits: GenerationLimits | None = None) -> Generations:
+        """`limits`: the deployment's (parameters) unless given (tests of backlogs beyond them)."""
+        from lorapin.domain.limits import GenerationLimits
         from lorapin.services.generation import Generations
 
-        return Generations(self.repository, lambda: self.replicate, lambda: self.media, self.prediction_webhook_url)
+        limits = limits or GenerationLimits(self.settings.generations_per_minute, self.settings.generations_in_flight)
+        return Generations(self.repository, lambda: self.replicate, lambda: self.media, self.prediction_webhook_url,
+                           limits)
 
     def trainings(self) -> Trainings:
         from lorapin.services.training_start import Trainings

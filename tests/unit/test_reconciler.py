@@ -14,6 +14,7 @@ import pytest
 from lorapin.adapters.replicate_gateway import ReplicateRejected
 from lorapin.adapters.tables import GenerationItem, TrainingItem
 from lorapin.domain.errors import EventPublishFailed
+from lorapin.domain.limits import GenerationLimits
 from lorapin.domain.versions import VersionRef
 from lorapin.services.generation import GenerationRequest
 from lorapin.services.reconciler import ReconcileReport, ReconcilerLimits
@@ -152,8 +153,9 @@ def test_problem_2_a_users_backlog_does_not_starve_anyone_else(clock: ManualCloc
     first training starved every other user's lost prediction webhook (three runs: 0 completed)."""
     services = isolated_services
     services.start_training()  # the first training runs...
+    unlimited = services.runtime.generations(GenerationLimits(per_minute=1000, in_flight=1000))  # (limits came later)
     for _ in range(60):  # ... and 60 generations wait for it
-        services.runtime.generations().request(services.user, GenerationRequest(prompt="waiting"))
+        unlimited.request(services.user, GenerationRequest(prompt="waiting"))
     others = []
     for n in range(30):  # 30 other users' predictions whose webhooks are lost
         user = f"{services.user}-{n}"

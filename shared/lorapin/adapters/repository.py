@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist
+from pynamodb.transactions import TransactWrite
 
 from lorapin.adapters.event_bus import to_outbox
 from lorapin.adapters.guards import GuardRejected, guarded, guarded_transaction, write_if
@@ -327,12 +328,31 @@ class Repository:
         return True
 
     # --- generations -----------------------------------------------------------------------------
-    def put_generation(self, generation: GenerationItem) -> None:
-        """Record a new generation; one that is starting is on the reconciler's schedule at once."""
+    def put_generation(self, generation: GenerationItem, admission: Admitted | None = None) -> None:
+        """Record a new generation; one that is starting is on the reconciler's schedule at once.
+        With `admission`, in the same transaction the user's limits are counted on the model
+        item, conditioned on the values the admission was decided on (`GuardRejected` if they moved)."""
         if generation.status == GenerationStatus.STARTING:
             generation.due_shard = self.shard(GENERATION_SHARD, generation.generation_id)
             generation.due_at = self._first_prediction_check()
-        guarded(lambda: generation.save(condition=GenerationItem.generation_id.does_not_exist()))
+        if admission is None:
+            guarded(lambda: generation.save(condition=GenerationItem.generation_id.does_not_exist()))
+            return
+        read = admission.read
+        unchanged = ((ModelItem.generation_window == read.generation_window) if read.generation_window
+                     else ModelItem.generation_window.does_not_exist())
+        unchanged &= ((ModelItem.generations_in_flight == read.generations_in_flight)
+                      if read.generations_in_flight is not None else ModelItem.generations_in_flight.does_not_exist())
+        unchanged &= ((ModelItem.generation_window_count == read.generation_window_count)
+                      if read.generation_window_count is not None
+                      else ModelItem.generation_window_count.does_not_exist())
+        with guarded_transaction(self._connection) as tx:
+            tx.save(generation, condition=GenerationItem.generation_id.does_not_exist())
+            tx.update(ModelItem(generation.user_id), actions=[
+                ModelItem.generation_window.set(admission.window),
+                ModelItem.generation_window_count.set(admission.window_count),
+                ModelItem.generations_in_flight.add(1),
+            ], condition=ModelItem.user_id.exists() & unchanged)
 
     @staticmethod
     def _first_prediction_check() -> str:
@@ -372,20 +392,17 @@ class Repository:
         generation.update(actions=[GenerationItem.replicate_prediction_id.set(prediction_id),
                                    GenerationItem.status.set(status)])
 
-    @staticmethod
-    def fail_generation(generation: GenerationItem, *, error: str, completed_at: str,
+    def fail_generation(self, generation: GenerationItem, *, error: str, completed_at: str,
                         error_code: str | None = None) -> bool:
         """Record that a generation ended without images; False when it had already ended."""
-        return write_if(lambda: generation.update(actions=[
+        return self._end_generation(generation, [
             GenerationItem.status.set(GenerationStatus.FAILED), GenerationItem.error.set(error),
             GenerationItem.error_code.set(error_code) if error_code else GenerationItem.error_code.remove(),
             GenerationItem.completed_at.set(completed_at), GenerationItem.due_shard.remove(),
             GenerationItem.due_at.remove(), GenerationItem.waiting_user_id.remove(),
-        ], condition=GenerationItem.status.is_in(GenerationStatus.WAITING_FOR_MODEL,
-                                                   *GenerationStatus.in_flight())))
+        ], GenerationItem.status.is_in(GenerationStatus.WAITING_FOR_MODEL, *GenerationStatus.in_flight()))
 
-    @staticmethod
-    def complete_generation(generation: GenerationItem, *, status: str, output_keys: list[str],
+    def complete_generation(self, generation: GenerationItem, *, status: str, output_keys: list[str],
                             error: str | None, completed_at: str) -> bool:
         """Record a prediction's outcome once; False when it was already recorded (a duplicate)."""
         actions: list[Any] = [
@@ -395,8 +412,27 @@ class Repository:
             GenerationItem.due_shard.remove(), GenerationItem.due_at.remove(),
         ]
         actions.append(GenerationItem.error.set(error) if error else GenerationItem.error.remove())
-        return write_if(lambda: generation.update(
-            actions=actions, condition=GenerationItem.status.is_in(*GenerationStatus.in_flight())))
+        return self._end_generation(generation, actions, GenerationItem.status.is_in(*GenerationStatus.in_flight()))
+
+    def _end_generation(self, generation: GenerationItem, actions: list[Any], condition: Any) -> bool:
+        """A generation's end, and its user's in-flight count one lower, in one transaction (so the
+        count cannot drift); False when the generation had already ended. A user whose model is
+        gone (a deleted account) has no count: the generation alone is written."""
+        from pynamodb.exceptions import TransactWriteError
+
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.update(generation, actions=actions, condition=condition)
+                tx.update(ModelItem(generation.user_id), actions=[ModelItem.generations_in_flight.add(-1)],
+                          condition=ModelItem.user_id.exists())
+        except TransactWriteError as exc:
+            reasons = [getattr(r, "code", None) for r in exc.cancellation_reasons]
+            if reasons and reasons[0] in ("ConditionalCheckFailed", "ConditionalCheckFailedException"):
+                return False  # already ended (a duplicate)
+            if len(reasons) > 1 and reasons[1] in ("ConditionalCheckFailed", "ConditionalCheckFailedException"):
+                return write_if(lambda: generation.update(actions=actions, condition=condition))
+            raise
+        return True
 
 
 SUBMIT_GRACE = timedelta(minutes=15)
@@ -535,3 +571,12 @@ class Page(Generic[T]):
 def _page(results: Any, limit: int) -> Page[Any]:
     items = list(results)
     return Page(items, results.last_evaluated_key if len(items) == limit else None)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """An admitted generation: the limit values it was decided on (`read`) and those to write."""
+
+    read: ModelItem
+    window: str
+    window_count: int

@@ -40,6 +40,8 @@ class Settings(BaseModel):
     replicate_timeout_seconds: float = Field(alias="REPLICATE_TIMEOUT_SECONDS", default=10.0, gt=0, le=60)
     reconcile_time_budget_seconds: float = Field(alias="RECONCILE_TIME_BUDGET_SECONDS", default=90.0, gt=0)
     reconcile_call_budget: int = Field(alias="RECONCILE_CALL_BUDGET", default=300, ge=1)
+    generations_per_minute: int = Field(alias="GENERATIONS_PER_MINUTE", default=20, ge=1)
+    generations_in_flight: int = Field(alias="GENERATIONS_IN_FLIGHT", default=50, ge=1)
     reconcile_drift_checks: int = Field(alias="RECONCILE_DRIFT_CHECKS", default=100, ge=0)
     clock: str = Field(alias="LORAPIN_CLOCK", default="system")
     event_bus: str = Field(alias="EVENT_BUS_NAME", min_length=1)

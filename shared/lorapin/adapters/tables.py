@@ -76,6 +76,10 @@ class ModelItem(Model):
     applied_seq = NumberAttribute(default=0)  # high-water mark of applied trainings (I1)
     last_seq = NumberAttribute(default=0)  # last sequence number handed to a training
     in_flight_training_id = UnicodeAttribute(null=True)  # I2: at most one
+    # per-user generation limits (lorapin.domain.limits): this minute's requests, and how many run
+    generation_window = UnicodeAttribute(null=True)
+    generation_window_count = NumberAttribute(null=True)
+    generations_in_flight = NumberAttribute(null=True)
     pending_event = JSONAttribute(null=True)  # outbox of a rollback's event until published (I5)
     publish_lease_until = UnicodeAttribute(null=True)  # lorapin.adapters.outbox: who publishes it, alone
     drift_shard = UnicodeAttribute()

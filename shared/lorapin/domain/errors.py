@@ -94,6 +94,11 @@ class Conflict(LorapinError):
     status, code = 409, "CONFLICT"
 
 
+class RateLimited(LorapinError):
+    status, code = 429, "RATE_LIMITED"
+    default_message = "Too many generations: wait and try again."
+
+
 class InvalidCursor(LorapinError):
     status, code = 400, "INVALID_CURSOR"
     default_message = "That cursor is not one this list handed out; start again from the first page."

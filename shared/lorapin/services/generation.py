@@ -13,20 +13,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lorapin.adapters.guards import GuardRejected
 from lorapin.adapters.media import MediaStore, extension_for, generation_output_key
 from lorapin.adapters.replicate_gateway import CreateOutcomeUnknown, ReplicateRejected
-from lorapin.adapters.repository import Repository
-from lorapin.adapters.tables import GenerationItem, VersionInfo, VersionItem
+from lorapin.adapters.repository import Admitted, Repository
+from lorapin.adapters.tables import GenerationItem, ModelItem, VersionInfo, VersionItem
 from lorapin.domain.clock import new_id, now_iso, parse_iso, utc_now
 from lorapin.domain.completion import Outcome
 from lorapin.domain.errors import (
     GenerationNotFound,
     NoModelToGenerateWith,
     NotYetRecorded,
+    RateLimited,
     UnknownVersion,
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from lorapin.domain.limits import GenerationLimits, admit
 from lorapin.domain.prompts import ensure_trigger_word
 from lorapin.domain.replicate_objects import ReplicatePrediction
 from lorapin.domain.schedule import OUTPUTS_KEPT
@@ -35,6 +38,7 @@ from lorapin.domain.versions import VersionRef
 from lorapin.observability import count, logger, milliseconds
 from lorapin.services.ports import Replicate
 
+ADMISSION_ATTEMPTS = 3
 MAX_SEED = 2**31 - 1
 """Every prediction is sent a seed (the caller's, or a random one) and records it: an image can be
 made again, two versions compared like for like, and a prediction found by its exact input."""
@@ -58,27 +62,45 @@ class GenerationRequest(BaseModel):
 
 class Generations:
     def __init__(self, repository: Repository, replicate: Callable[[], Replicate],
-                 media: Callable[[], MediaStore], webhook_url: Callable[[str], str]) -> None:
+                 media: Callable[[], MediaStore], webhook_url: Callable[[str], str],
+                 limits: GenerationLimits | None = None) -> None:
         self._repository = repository
         self._replicate = replicate
         self._media = media
         self._webhook_url = webhook_url
+        self._limits = limits or GenerationLimits()
 
     # --- the API ---------------------------------------------------------------------------------
     def request(self, user_id: str, request: GenerationRequest) -> GenerationItem:
-        if request.version_id is not None:
-            return self._request_version(user_id, request, request.version_id)
+        """A new generation, admitted under the user's limits (429 `RATE_LIMITED` otherwise). The
+        limits are counted in the write that records it, conditioned on what was read: a request
+        that raced another is decided again on fresh values."""
+        for _ in range(ADMISSION_ATTEMPTS):
+            try:
+                return self._request_once(user_id, request)
+            except GuardRejected:
+                continue
+        raise RateLimited("Too many generations at once: try again.", retry_after_seconds=1)
+
+    def _request_once(self, user_id: str, request: GenerationRequest) -> GenerationItem:
         model = self._repository.get_model(user_id)  # strongly consistent (R1)
+        version: VersionInfo | VersionItem | None = None
+        if request.version_id is not None:
+            version = self._repository.get_version(user_id, request.version_id)
+            if version is None or model is None:  # another user's, or an id never made (I7)
+                raise UnknownVersion()
         if model is None:
             raise NoModelToGenerateWith("No model yet: start a training first.")
+        admitted = self._admit(model)
         generation = self._new_generation(user_id, request)
-        if model.current_version is not None:
-            return self._start(generation, model.current_version)
+        version = version or model.current_version
+        if version is not None:
+            return self._start(generation, version, admitted)
         if not model.in_flight_training_id:
             raise NoModelToGenerateWith("Your model has no version: its training failed. Start a new training.")
         generation.status = GenerationStatus.WAITING_FOR_MODEL
         generation.waiting_user_id = user_id
-        self._repository.put_generation(generation)
+        self._repository.put_generation(generation, admitted)
         # The first version may have been activated between our read and our write, and its event
         # consumer may have looked for waiting generations before ours existed: check once more.
         model = self._repository.get_model(user_id)
@@ -86,13 +108,15 @@ class Generations:
             self._release_one(generation, model.current_version)
         return self._repository.get_generation(generation.generation_id) or generation
 
-    def _request_version(self, user_id: str, request: GenerationRequest, version_id: str) -> GenerationItem:
-        """A generation pinned to a version the caller names: one of their own model's versions
-        (another user's, or an id never made, answers like an absent one: I7)."""
-        version = self._repository.get_version(user_id, version_id)
-        if version is None:
-            raise UnknownVersion()
-        return self._start(self._new_generation(user_id, request), version)
+    def _admit(self, model: ModelItem) -> Admitted:
+        admission = admit(utc_now(), window=model.generation_window,
+                          window_count=int(model.generation_window_count or 0),
+                          in_flight=int(model.generations_in_flight or 0), limits=self._limits)
+        if not admission.allowed:
+            count("GenerationsRateLimited")
+            raise RateLimited(f"Too many generations: {admission.reason}.",
+                              retry_after_seconds=admission.retry_after_seconds)
+        return Admitted(model, admission.window, admission.window_count)
 
     def _new_generation(self, user_id: str, request: GenerationRequest) -> GenerationItem:
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
@@ -154,11 +178,12 @@ class Generations:
         return 1
 
     # --- creating the prediction -----------------------------------------------------------------
-    def _start(self, generation: GenerationItem, version: VersionInfo | VersionItem) -> GenerationItem:
+    def _start(self, generation: GenerationItem, version: VersionInfo | VersionItem, admitted: Admitted
+               ) -> GenerationItem:
         generation.status = GenerationStatus.STARTING
         generation.model_version_ref = version.ref
         generation.prompt = ensure_trigger_word(generation.request["prompt"], version.trigger_word)
-        self._repository.put_generation(generation)  # before the call, so its webhook finds it
+        self._repository.put_generation(generation, admitted)  # before the call, so its webhook finds it
         try:
             self._submit(generation, version.ref)
         except UpstreamRejected:
