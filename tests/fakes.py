@@ -42,6 +42,7 @@ class FakeReplicate:
         self.models: dict[str, list[str]] = {}  # "owner/name" -> version ids, newest first
         self.files: dict[str, tuple[bytes, str]] = {}  # output URL -> (bytes, content type); absent: 404
         self.calls: list[str] = []
+        self.protected_versions: set[str] = set()  # versions Replicate refuses to delete (a deployment uses them)
         self._failures: dict[str, list[Exception]] = defaultdict(list)
         self._create_then_fail: dict[str, int] = defaultdict(int)
         self._broken: dict[str, Exception] = {}
@@ -156,6 +157,29 @@ class FakeReplicate:
     def model_exists(self, model: ModelName) -> bool:
         self._call("model_exists")
         return str(model) in self.models
+
+    def version_ids(self, model: ModelName) -> list[str]:
+        self._call("version_ids")
+        if str(model) not in self.models:
+            raise ReplicateRejected(404, "Not found")
+        return list(self.models[str(model)])
+
+    def delete_version(self, model: ModelName, version_id: str) -> None:
+        self._call("delete_version")
+        versions = self.models.get(str(model), [])
+        if version_id not in versions:
+            raise ReplicateRejected(404, "Not found")
+        if version_id in self.protected_versions:
+            raise ReplicateRejected(409, "This version is used by a deployment and cannot be deleted")
+        versions.remove(version_id)
+
+    def delete_model(self, model: ModelName) -> None:
+        self._call("delete_model")
+        if str(model) not in self.models:
+            raise ReplicateRejected(404, "Not found")
+        if self.models[str(model)]:
+            raise ReplicateRejected(409, "Delete the model's versions before the model")
+        del self.models[str(model)]
 
     def latest_version_id(self, model: ModelName) -> str | None:
         self._call("latest_version_id")

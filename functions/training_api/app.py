@@ -108,6 +108,14 @@ def rollback(request: Annotated[RollbackRequest, Body()]) -> JsonResponse:
     return json_response(200, {"model": model_view(model, listed.items, listed.next_cursor)})
 
 
+@app.delete("/account")
+def delete_account() -> JsonResponse:
+    """Everything lorapin keeps for the caller, and their model on Replicate as far as its API
+    allows; what could not be deleted is listed. Idempotent."""
+    report = runtime.account_deletion().delete(caller_id(app))
+    return json_response(200, report.to_dict())
+
+
 @app.get("/openapi.json")
 def openapi() -> dict[str, Any]:
     return app.get_openapi_schema(title="lorapin", version="1.0.0").model_dump(mode="json", by_alias=True,

@@ -125,6 +125,7 @@ class ReplicateEmulator:
         self._private: dict[str, dict[str, Any]] = {}  # per object: webhook, filter, destination
         self._last_webhook: dict[str, tuple[str, str, str]] = {}  # object id → (url, body, webhook-id)
         self._outcomes: deque[str] = deque()
+        self.protected_versions: set[str] = set()
         self._suppress = 0
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
@@ -140,7 +141,7 @@ class ReplicateEmulator:
             def do_GET(self) -> None:
                 emulator._serve(self)
 
-            do_POST = do_GET
+            do_POST = do_DELETE = do_GET
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -189,6 +190,7 @@ class ReplicateEmulator:
             self._faults.clear()
             self._scripts = {"training": deque(), "prediction": deque()}
             self.profile = None
+            self.protected_versions.clear()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -355,6 +357,8 @@ class ReplicateEmulator:
             ("GET", rf"/v1/models/{name}/{name}", self._get_model),
             ("GET", rf"/v1/models/{name}/{name}/versions", self._list_versions),
             ("GET", rf"/v1/models/{name}/{name}/versions/{name}", self._get_version),
+            ("DELETE", rf"/v1/models/{name}/{name}/versions/{name}", self._delete_version),
+            ("DELETE", rf"/v1/models/{name}/{name}", self._delete_model),
             ("POST", rf"/v1/models/{name}/{name}/versions/{name}/trainings", self._create_training),
             ("GET", r"/v1/trainings", lambda _b: self._list("trainings", query)),
             ("GET", rf"/v1/trainings/{name}", lambda _b, i: self._get("trainings", i)),
@@ -405,6 +409,34 @@ class ReplicateEmulator:
             if version["id"] == version_id:
                 return 200, version, {}
         return _problem(404, "Not found")
+
+    def _delete_version(self, _body: Any, owner: str, name: str, version_id: str) -> Reply:
+        """202 and gone (Replicate deletes asynchronously); refused for a version a deployment uses
+        (`protect_version`), as Replicate refuses it."""
+        key = f"{owner}/{name}"
+        versions = self.versions.get(key, [])
+        if not any(v["id"] == version_id for v in versions):
+            return _problem(404, "Not found")
+        if version_id in self.protected_versions:
+            return _problem(409, "This version is used by a deployment and cannot be deleted", "Conflict")
+        self.versions[key] = [v for v in versions if v["id"] != version_id]
+        return 202, b"", {"content-type": "text/plain"}  # an empty answer, as Replicate's
+
+    def _delete_model(self, _body: Any, owner: str, name: str) -> Reply:
+        """204; only once every version is deleted, as Replicate requires."""
+        key = f"{owner}/{name}"
+        if key not in self.models:
+            return _problem(404, "Not found")
+        if self.versions.get(key):
+            return _problem(409, "Delete all of the model's versions before deleting the model", "Conflict")
+        del self.models[key]
+        self.versions.pop(key, None)
+        return 204, b"", {"content-type": "text/plain"}
+
+    def protect_version(self, version_id: str) -> None:
+        """Make Replicate refuse to delete this version (a deployment uses it)."""
+        with self._lock:
+            self.protected_versions.add(version_id)
 
     def _find_version(self, ref: str) -> tuple[str, str] | None:
         """(model, version id) of a bare id or an `owner/name:id` ref that exists."""

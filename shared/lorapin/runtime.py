@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from lorapin.adapters.repository import Repository
     from lorapin.adapters.secrets import ReplicateSecrets
     from lorapin.domain.limits import GenerationLimits
+    from lorapin.services.account import AccountDeletion
     from lorapin.services.generation import Generations
     from lorapin.services.listings import Listings
     from lorapin.services.model_history import ModelHistory
@@ -142,6 +143,11 @@ class Runtime:
         from lorapin.services.training_completion import TrainingCompletion
 
         return TrainingCompletion(self.repository, self.publisher)
+
+    def account_deletion(self) -> AccountDeletion:
+        from lorapin.services.account import AccountDeletion
+
+        return AccountDeletion(self.repository, lambda: self.replicate, lambda: self.media, self.publisher)
 
     def listings(self) -> Listings:
         from lorapin.services.listings import Listings

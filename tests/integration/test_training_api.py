@@ -348,3 +348,22 @@ def test_lists_over_http_are_paged_and_refuse_a_bad_limit_or_cursor(harness: Har
     assert too_many.status_code == 422 and too_many.json()["error"]["code"] == "INVALID_REQUEST"
     stolen = harness.call("GET", f"/trainings?limit=1&cursor={page['next_cursor']}", user="someone")
     assert stolen.status_code == 400 and stolen.json()["error"]["code"] == "INVALID_CURSOR"  # I7
+
+
+def test_delete_account_over_http_removes_the_model_here_and_on_replicate(harness: Harness) -> None:
+    keys = upload(harness, "gdpr", photos(range(0, 12)))
+    done = train(harness, "gdpr", image_keys=keys, trigger_word="GDPRW")
+    destination = done["destination"]
+    deleted = harness.call("DELETE", "/account", user="gdpr")
+    assert deleted.status_code == 200, deleted.text
+    body = deleted.json()
+    assert body["deleted"]["replicate_model"] is True and body["not_deleted"] == []
+    assert body["deleted"]["objects"] >= 12 and body["deleted"]["rows"]["trainings"] == 1
+    gone = requests.get(f"{harness.emulator.url}/v1/models/{destination}",
+                        headers={"authorization": "Bearer r8_local"}, timeout=5)
+    assert gone.status_code == 404
+    after = harness.call("GET", "/model", user="gdpr")
+    assert after.status_code == 404 and after.json()["error"]["code"] == "NO_MODEL"
+    again = harness.call("DELETE", "/account", user="gdpr")
+    assert again.status_code == 200 and again.json()["deleted"]["rows"]["model"] == 0
+    # (AccountDeleted has no consumer in the stack to deliver it to: test_account.py checks it is published)

@@ -117,6 +117,26 @@ class ReplicateGateway:
         latest = response.json().get("latest_version") or {}
         return latest.get("id") if isinstance(latest, dict) else None
 
+    def version_ids(self, model: ModelName) -> list[str]:
+        """Every version of `model`, newest first (following the list's pages)."""
+        ids: list[str] = []
+        path: str | None = f"/v1/models/{model.owner}/{model.name}/versions"
+        while path:
+            page = self._call(lambda p=path: self.client._request("GET", p)).json()  # type: ignore[misc]
+            ids += [str(v["id"]) for v in page.get("results", []) if isinstance(v, dict) and v.get("id")]
+            following = page.get("next")
+            path = following.split("replicate.com", 1)[-1] if isinstance(following, str) and following else None
+        return ids
+
+    def delete_version(self, model: ModelName, version_id: str) -> None:
+        """202: Replicate deletes the version (and its predictions' outputs) asynchronously."""
+        path = f"/v1/models/{model.owner}/{model.name}/versions/{version_id}"
+        self._call(lambda: self.client._request("DELETE", path))
+
+    def delete_model(self, model: ModelName) -> None:
+        """204; refused while the model has versions."""
+        self._call(lambda: self.client._request("DELETE", f"/v1/models/{model.owner}/{model.name}"))
+
     def download(self, url: str) -> tuple[bytes, str]:
         """Fetch a prediction output before Replicate deletes it (outputs live for an hour), only from
         the allowed sources (`lorapin.domain.downloads`): each hop of a redirect is checked before it

@@ -120,6 +120,32 @@ class Repository:
                                               last_evaluated_key=start), limit)
 
     @staticmethod
+    def everything_of(user_id: str) -> UserRows:
+        """Every row lorapin keeps for the user (account deletion)."""
+        from lorapin.adapters.tables import PhotoItem
+
+        return UserRows(
+            trainings=list(TrainingItem.by_user.query(user_id)),
+            generations=list(GenerationItem.by_user.query(user_id)),
+            versions=list(VersionItem.query(user_id, consistent_read=True)),
+            photos=list(PhotoItem.query(user_id, consistent_read=True)),
+            photo_sets=list(PhotoSetItem.query(user_id, consistent_read=True)),
+        )
+
+    @staticmethod
+    def delete_rows(rows: UserRows) -> None:
+        """Delete the rows, table by table (BatchWriteItem, 25 a request)."""
+        for items in (rows.trainings, rows.generations, rows.versions, rows.photos, rows.photo_sets):
+            if items:
+                with type(items[0]).batch_write() as batch:
+                    for item in items:
+                        batch.delete(item)
+
+    @staticmethod
+    def delete_model(user_id: str) -> None:
+        ModelItem(user_id).delete()
+
+    @staticmethod
     def get_version(user_id: str, version_id: str) -> VersionItem | None:
         try:
             return VersionItem.get(user_id, version_id, consistent_read=True)
@@ -580,3 +606,12 @@ class Admitted:
     read: ModelItem
     window: str
     window_count: int
+
+
+@dataclass(frozen=True)
+class UserRows:
+    trainings: list[TrainingItem]
+    generations: list[GenerationItem]
+    versions: list[VersionItem]
+    photos: list[Any]
+    photo_sets: list[PhotoSetItem]

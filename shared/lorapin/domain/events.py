@@ -11,6 +11,7 @@ from dataclasses import dataclass
 EVENT_SOURCE = "lorapin"
 MODEL_VERSION_ACTIVATED = "ModelVersionActivated"
 TRAINING_FAILED = "TrainingFailed"
+ACCOUNT_DELETED = "AccountDeleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,4 +41,16 @@ class TrainingFailed:
     detail_type = TRAINING_FAILED
 
 
-DomainEvent = ModelVersionActivated | TrainingFailed
+@dataclass(frozen=True, slots=True)
+class AccountDeleted:
+    """Everything lorapin kept for the user is gone; `not_deleted` lists what Replicate refused."""
+
+    user_id: str
+    destination: str | None
+    deleted_at: str
+    not_deleted: list[dict[str, str]]
+
+    detail_type = ACCOUNT_DELETED
+
+
+DomainEvent = ModelVersionActivated | TrainingFailed | AccountDeleted
