@@ -153,7 +153,12 @@ class LocalHttpApi:
             def do_GET(self) -> None:
                 api.handle(self)
 
-            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_GET
+
+            def __getattr__(self, name: str) -> Any:
+                if name.startswith("do_"):  # any other method (PROPFIND, TRACE...): no route has it
+                    return self.do_GET
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -266,7 +271,8 @@ class LocalHttpApi:
             request.send_header(key, value)
         request.send_header("content-length", str(len(data)))
         request.end_headers()
-        request.wfile.write(data)
+        if request.command != "HEAD":  # a HEAD answer says how long the body would be, and sends none
+            request.wfile.write(data)
 
     @staticmethod
     def _send_preflight(request: BaseHTTPRequestHandler, headers: dict[str, str]) -> None:

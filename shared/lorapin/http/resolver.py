@@ -9,9 +9,11 @@ exceptions a request can raise (request validation, AWS faults).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -84,8 +86,38 @@ def _json_body(text: str) -> Any:
         raise json.JSONDecodeError("JSON nested too deeply", text, 0) from exc
 
 
+JSON_MEDIA_TYPE = "application/json"
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """Whether a body of this content type is ours to parse: JSON, in UTF-8 (or no type at all)."""
+    if not value:
+        return True
+    media_type, _, parameters = value.partition(";")
+    if media_type.strip().lower() != JSON_MEDIA_TYPE:
+        return False
+    for parameter in filter(None, (p.strip() for p in parameters.split(";"))):
+        name, _, charset = parameter.partition("=")
+        if name.strip().lower() != "charset" or charset.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+class LorapinResolver(APIGatewayHttpResolver):
+    """Powertools' resolver, refusing any body that is not JSON before its validation parses it
+    (it would read a form, or fail on a multipart type without a boundary, with a 500)."""
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        if event.get("body") and not is_json_content_type(headers.get("content-type")):
+            error = UnsupportedMediaType()
+            return {"statusCode": error.status, "headers": {"Content-Type": JSON_MEDIA_TYPE},
+                    "body": json.dumps(error.to_body()), "isBase64Encoded": False}
+        return super().resolve(event, context)
+
+
 def build_resolver(*, validation: bool = True) -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=validation, json_body_deserializer=_json_body)
+    app = LorapinResolver(enable_validation=validation, json_body_deserializer=_json_body)
 
     @app.exception_handler([LorapinError, *FOREIGN_ERRORS])
     def _any_error(error: Exception) -> JsonResponse:
@@ -98,10 +130,10 @@ def build_resolver(*, validation: bool = True) -> APIGatewayHttpResolver:
     return app
 
 
-def caller_id(app: APIGatewayHttpResolver) -> str:
+def caller_id(app: APIGatewayHttpResolver | Router) -> str:
     """The user is the token's `sub` (put there by API Gateway's JWT authorizer), never a body field."""
     try:
-        claims = app.current_event.request_context.authorizer.jwt_claim or {}
+        claims = app.current_event.request_context.authorizer.jwt_claim or {}  # type: ignore[attr-defined]
     except (AttributeError, KeyError, TypeError):
         claims = {}
     sub = claims.get("sub") if isinstance(claims, dict) else None

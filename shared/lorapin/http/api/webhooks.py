@@ -1,0 +1,73 @@
+"""Replicate's webhooks: verify → decide → guarded write → event. Served by
+`functions/replicate_webhook`; no JWT: the Standard Webhooks signature over the raw body is the
+authentication (`lorapin.http.webhooks.receive`). Handling is idempotent by decision (I4).
+
+An activating delivery makes three AWS requests: one TransactGetItems (training and model), one
+TransactWriteItems (the guarded activation with its outbox) and one PutEvents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
+from lorapin.http import schemas
+from lorapin.http.resolver import JsonResponse, json_response
+from lorapin.http.schemas import answers
+from lorapin.http.webhooks import PREDICTION, TRAINING, Delivery, WebhookRoute, receive
+from lorapin.observability import count, logger
+from lorapin.runtime import Runtime, get_runtime
+
+TAG = ["webhooks"]
+WEBHOOK_ANSWERS = answers(200, schemas.WebhookOutcome, "handled (a duplicate, stale or unknown delivery included)",
+                          400, 401, 409, 503)
+
+
+def handle_training(runtime: Runtime, delivery: Delivery) -> dict[str, Any]:
+    assert isinstance(delivery.body, ReplicateTraining)
+    result = runtime.completion().apply(delivery.body, training_id_hint=delivery.hint,
+                                              user_hint=delivery.user_hint,
+                                              await_receipt=True)  # the generation function clears the outbox
+    count(f"Training{result.outcome.value.title().replace('_', '')}")
+    logger.info("training webhook handled", extra={"outcome": result.outcome.value, "user_id": result.user_id,
+                                                   "training_id": result.training_id,
+                                                   "reason": result.decision.reason})
+    return {"outcome": result.outcome.value}
+
+
+def handle_prediction(runtime: Runtime, delivery: Delivery) -> dict[str, Any]:
+    assert isinstance(delivery.body, ReplicatePrediction)
+    outcome = runtime.generations().complete_prediction(delivery.body, delivery.hint)
+    logger.info("prediction webhook handled", extra={"outcome": outcome.value, "prediction_id": delivery.body.id})
+    return {"outcome": outcome.value}
+
+
+HANDLERS = {TRAINING.kind: handle_training, PREDICTION.kind: handle_prediction}
+
+
+def routes(runtime: Callable[[], Runtime] = get_runtime) -> Router:
+    """`runtime`: the function's own (the local stack runs several functions in one process)."""
+    router = Router()
+
+    def deliver(route: WebhookRoute) -> JsonResponse:
+        """verify → parse → handle: the same path for both kinds."""
+        event = router.current_event
+        delivery = receive(route, body=event.body, is_base64_encoded=bool(event.is_base64_encoded),
+                           headers=dict(event.headers or {}), query=event.query_string_parameters,
+                           signing_secret=runtime().secrets.webhook_signing_secret)
+        return json_response(200, HANDLERS[route.kind](runtime(), delivery))
+
+    @router.post("/webhooks/replicate/training", tags=TAG, summary="Replicate's training webhook (signed)",
+                 responses=WEBHOOK_ANSWERS)
+    def training_webhook() -> JsonResponse:
+        return deliver(TRAINING)
+
+    @router.post("/webhooks/replicate/prediction", tags=TAG, summary="Replicate's prediction webhook (signed)",
+                 responses=WEBHOOK_ANSWERS)
+    def prediction_webhook() -> JsonResponse:
+        return deliver(PREDICTION)
+
+    return router
