@@ -18,7 +18,7 @@ PIP_QUIET := --quiet --disable-pip-version-check --no-warn-script-location
 # time; a fourth worker only adds contention (measured: README, "Tests").
 PYTEST_WORKERS ?= 3
 
-.PHONY: venv demo run test checks lint typecheck template-check pytest unit integration e2e artifact-test bench clean
+.PHONY: venv browser demo run test checks lint typecheck template-check pytest unit integration e2e artifact-test bench clean
 
 $(APP_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ $(TOOLS_STAMP): $(TOOLS_REQUIREMENTS)
 
 venv: $(APP_STAMP) $(TOOLS_STAMP)
 
+# The console's browser tests drive Debian's Chromium through its chromedriver: installed when absent.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; else \
+	  echo "installing chromium and chromium-driver (Debian) for the console's browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+	/usr/bin/chromium --version
+
 demo: $(APP_STAMP)
 	$(BIN)/python -m infra.local demo
 
@@ -43,7 +52,7 @@ run: $(APP_STAMP)
 	$(BIN)/python -m infra.local up
 
 # The static checks and the test suite run side by side; `make test` fails if either does.
-test: venv
+test: venv browser
 	$(MAKE) --no-print-directory -j2 --output-sync=target checks pytest
 
 checks: lint typecheck template-check
@@ -72,7 +81,7 @@ unit: $(APP_STAMP)
 integration: $(APP_STAMP)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m integration
 
-e2e: $(APP_STAMP)
+e2e: $(APP_STAMP) browser
 	$(BIN)/pytest -q -m e2e
 
 # sam build (x86_64 copy of the template, so its wheels load here), then each function imported and

@@ -19,6 +19,8 @@ def _up(args: argparse.Namespace) -> int:
                             cors_origins=args.cors_origin) as stack:
         write_state(stack)
         print(f"API: {stack.api.url}", flush=True)
+        print(f"Console: {stack.api.url}/   (sign in with any user name; the API's page: {stack.api.url}/docs)",
+              flush=True)
         print(f"Replicate emulator: {stack.emulator.url}", flush=True)
         print(f"AWS (moto): {stack.aws_endpoint}", flush=True)
         print("Token for a user: python -m infra.local token USER_ID   (Ctrl-C stops the stack)", flush=True)

@@ -181,4 +181,6 @@ def run_demo(*, training_seconds: float = 1.0, prediction_seconds: float = 0.3) 
         print(f"\nversions: {versions}")
         print(f"Replicate calls: {len(demo.replicate_calls())} in all, {len(trainings)} trainings created")
         print(f"OK: every generation used the version it should, in {time.monotonic() - started:.1f}s")
+    print("\nTo try it yourself in the reference console: `make run`, then open the API URL it prints "
+          "(the console is served at /; sign in with any user name).")
     return 0

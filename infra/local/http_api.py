@@ -12,15 +12,22 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from infra.local.apigw import http_api_event
 from infra.local.functions import Handler, LocalContext
 from infra.local.template import Resolver, Route, Template
-from infra.local.tokens import DEFAULT_TOKEN_SECRET, InvalidToken, verify_token
+from infra.local.tokens import DEFAULT_TOKEN_SECRET, InvalidToken, issue_token, verify_token
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+CONSOLE_DIR = Path(__file__).resolve().parents[1] / "console"
+CONSOLE_FILES = {"/": "index.html", "/index.html": "index.html", "/console.js": "console.js",
+                 "/console.css": "console.css", "/config.js": "config.js"}
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8"}
+LOCAL_TOKEN_PATH = "/_local/token"  # the local stack's sign-in for the console: not part of the API
 _LAMBDA_INVOKE = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
 
 
@@ -207,6 +214,13 @@ class LocalHttpApi:
         if lambda_invoke:
             self._invoke_function(request, unquote(lambda_invoke["name"]), body)
             return
+        if request.command == "GET" and parts.path in CONSOLE_FILES:  # the reference console, as static files
+            file = CONSOLE_DIR / CONSOLE_FILES[parts.path]
+            self._send_raw(request, 200, file.read_bytes(), {"content-type": CONTENT_TYPES[file.suffix]})
+            return
+        if request.command == "POST" and parts.path == LOCAL_TOKEN_PATH:
+            self._issue_local_token(request, body)
+            return
         matched = self.match(request.command, parts.path)
         if matched is None:
             self._send(request, 404, {"message": "Not Found"})
@@ -251,10 +265,22 @@ class LocalHttpApi:
             return
         self._send_raw(request, 200, json.dumps(result).encode(), {"x-amz-executed-version": "$LATEST"})
 
+    def _issue_local_token(self, request: BaseHTTPRequestHandler, body: bytes | None) -> None:
+        """A JWT for any user name, signed with the local stack's secret (`infra.local.tokens`)."""
+        try:
+            user = str(json.loads(body or b"{}")["user"]).strip()
+        except (ValueError, KeyError, TypeError):
+            user = ""
+        if not user or len(user) > 128:
+            self._send(request, 400, {"message": 'send {"user": "a name"}'})
+            return
+        self._send(request, 200, {"token": issue_token(user, secret=self.token_secret)})
+
     @staticmethod
     def _send_raw(request: BaseHTTPRequestHandler, status: int, data: bytes, headers: dict[str, str]) -> None:
         request.send_response(status)
-        request.send_header("content-type", "application/json")
+        if "content-type" not in headers:
+            request.send_header("content-type", "application/json")
         for key, value in headers.items():
             request.send_header(key, value)
         request.send_header("content-length", str(len(data)))
