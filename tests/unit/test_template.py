@@ -168,13 +168,14 @@ def test_async_invocations_and_rule_deliveries_have_dead_letter_queues() -> None
                 assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
 
 
-def test_only_webhook_routes_skip_the_jwt_authorizer() -> None:
+def test_only_webhook_routes_and_the_api_document_skip_the_jwt_authorizer() -> None:
     for function in FUNCTIONS.values():
         for event in function["Properties"].get("Events", {}).values():
             if event["Type"] != "HttpApi":
                 continue
             unauthenticated = event["Properties"].get("Auth", {}).get("Authorizer") == "NONE"
-            assert unauthenticated == event["Properties"]["Path"].startswith("/webhooks/replicate/")
+            path = event["Properties"]["Path"]
+            assert unauthenticated == (path.startswith("/webhooks/replicate/") or path in ("/openapi.json", "/docs"))
 
 
 def test_tables_have_point_in_time_recovery_and_encryption() -> None:

@@ -27,10 +27,11 @@ DOCS_TAG = ["docs"]
 
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
-    from lorapin.http.api import generations, training, webhooks
+    from lorapin.http.api import documentation_only, generations, training, webhooks
 
     app = APIGatewayHttpResolver(enable_validation=True)
-    for router in (training.routes(), generations.routes(), webhooks.routes(), routes()):
+    for router in (training.routes(documentation_only), generations.routes(documentation_only),
+                   webhooks.routes(documentation_only), routes()):
         app.include_router(router)
     schema = app.get_openapi_schema(
         title=TITLE, version=VERSION,

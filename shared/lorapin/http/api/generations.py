@@ -3,7 +3,6 @@ that end a wait for a model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -11,17 +10,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from lorapin.domain.cursors import DEFAULT_PAGE
 from lorapin.http import schemas
+from lorapin.http.api import ServicesOf
 from lorapin.http.resolver import JsonResponse, PageCursor, PageLimit, caller_id, json_response
 from lorapin.http.schemas import answers
 from lorapin.http.views import generation_view
 from lorapin.observability import count, logger
-from lorapin.runtime import Runtime, get_runtime
 from lorapin.services.generation import GenerationRequest
 
 TAG = ["generations"]
 
 
-def routes(runtime: Callable[[], Runtime] = get_runtime) -> Router:
+def routes(runtime: ServicesOf) -> Router:
     """`runtime`: the function's own (the local stack runs several functions in one process)."""
     router = Router()
 

@@ -3,7 +3,6 @@ the account. Served by `functions/training_api`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -12,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lorapin.domain.cursors import DEFAULT_PAGE
 from lorapin.http import schemas
+from lorapin.http.api import ServicesOf
 from lorapin.http.resolver import JsonResponse, PageCursor, PageLimit, caller_id, json_response
 from lorapin.http.schemas import answers
 from lorapin.http.views import model_view, training_view, version_view
 from lorapin.observability import count, logger
-from lorapin.runtime import Runtime, get_runtime
 from lorapin.services.training_start import TrainingRequest
 from lorapin.services.uploads import presign_uploads
 
@@ -36,7 +35,7 @@ class RollbackRequest(BaseModel):
     version_id: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-def routes(runtime: Callable[[], Runtime] = get_runtime) -> Router:
+def routes(runtime: ServicesOf) -> Router:
     """`runtime`: the function's own (the local stack runs several functions in one process)."""
     router = Router()
 

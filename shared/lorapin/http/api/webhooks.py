@@ -8,25 +8,24 @@ TransactWriteItems (the guarded activation with its outbox) and one PutEvents.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
 from lorapin.http import schemas
+from lorapin.http.api import Services, ServicesOf
 from lorapin.http.resolver import JsonResponse, json_response
 from lorapin.http.schemas import answers
 from lorapin.http.webhooks import PREDICTION, TRAINING, Delivery, WebhookRoute, receive
 from lorapin.observability import count, logger
-from lorapin.runtime import Runtime, get_runtime
 
 TAG = ["webhooks"]
 WEBHOOK_ANSWERS = answers(200, schemas.WebhookOutcome, "handled (a duplicate, stale or unknown delivery included)",
                           400, 401, 409, 503)
 
 
-def handle_training(runtime: Runtime, delivery: Delivery) -> dict[str, Any]:
+def handle_training(runtime: Services, delivery: Delivery) -> dict[str, Any]:
     assert isinstance(delivery.body, ReplicateTraining)
     result = runtime.completion().apply(delivery.body, training_id_hint=delivery.hint,
                                               user_hint=delivery.user_hint,
@@ -38,7 +37,7 @@ def handle_training(runtime: Runtime, delivery: Delivery) -> dict[str, Any]:
     return {"outcome": result.outcome.value}
 
 
-def handle_prediction(runtime: Runtime, delivery: Delivery) -> dict[str, Any]:
+def handle_prediction(runtime: Services, delivery: Delivery) -> dict[str, Any]:
     assert isinstance(delivery.body, ReplicatePrediction)
     outcome = runtime.generations().complete_prediction(delivery.body, delivery.hint)
     logger.info("prediction webhook handled", extra={"outcome": outcome.value, "prediction_id": delivery.body.id})
@@ -48,7 +47,7 @@ def handle_prediction(runtime: Runtime, delivery: Delivery) -> dict[str, Any]:
 HANDLERS = {TRAINING.kind: handle_training, PREDICTION.kind: handle_prediction}
 
 
-def routes(runtime: Callable[[], Runtime] = get_runtime) -> Router:
+def routes(runtime: ServicesOf) -> Router:
     """`runtime`: the function's own (the local stack runs several functions in one process)."""
     router = Router()
 
