@@ -76,14 +76,10 @@ class CurrentVersion(BaseModel):
     reason: str
 
 
-class Version(BaseModel):
-    id: str
-    ref: str
-    trigger_word: str
-    training_id: str | None
-    seq: int
-    activated_at: str
-    reason: str
+class Version(CurrentVersion):
+    """One version of the model's history; `activated_at` and `reason` are the current version's when
+    `active`, else when it was made and `training`."""
+
     image_count: int
     active: bool
 
