@@ -109,12 +109,13 @@ class Seeder:
             return [training for trainings in pool.map(one_user, plan.items()) for training in trainings]
 
     def finish(self, trainings: list[SeededTraining]) -> None:
-        """Finish each training on the emulator (new version on success) with its webhook held back;
-        keep the body it would have carried. One thread: the emulator's outcome queue is global."""
+        """Finish each training on the emulator with its planned outcome (a new version on success),
+        its webhook held back; keep the body it would have carried. (The emulator's queue of
+        outcomes is taken at creation, by whichever training is created next: naming the outcome
+        here is what ties it to this training.)"""
         for training in trainings:
-            self.emulator.set_training_outcome(training.outcome)
             self.emulator.suppress_webhooks(1)
-            self.emulator.complete_training_now(training.replicate_id)
+            self.emulator.complete_training_now(training.replicate_id, training.outcome)
             replicate_object = self.emulator.trainings[training.replicate_id]
             training.body = json.dumps(replicate_object)
             if training.outcome == "succeeded":

@@ -266,8 +266,9 @@ class ReplicateEmulator:
         with self._lock:
             self._suppress += count
 
-    def complete_training_now(self, training_id: str) -> None:
-        self._finish_training(training_id)
+    def complete_training_now(self, training_id: str, outcome: str | None = None) -> None:
+        """Finish a training now; `outcome` overrides the one its plan chose when it was created."""
+        self._finish_training(training_id, outcome)
 
     def deliver_again(self, object_id: str, *, same_webhook_id: bool = True) -> dict[str, Any]:
         """Send the last webhook of a training or prediction once more: with the same webhook-id (a
@@ -503,13 +504,13 @@ class ReplicateEmulator:
         next_url = f"{self.url}/v1/{collection}?cursor={offset + PAGE_SIZE}" if more else None
         return 200, {"next": next_url, "previous": None, "results": page}, {}
 
-    def _finish_training(self, training_id: str) -> None:
+    def _finish_training(self, training_id: str, outcome: str | None = None) -> None:
         with self._lock:
             training = self.trainings[training_id]
             if training["status"] in TERMINAL:
                 return
             plan: Plan = self._private[training_id].get("plan") or Plan()
-            outcome, seconds = plan.outcome, self._private[training_id].get("seconds", self.training_seconds)
+            outcome, seconds = outcome or plan.outcome, self._private[training_id].get("seconds", self.training_seconds)
             training.update(status=outcome, completed_at=_now(), metrics={"predict_time": seconds,
                                                                           "total_time": seconds})
             if outcome == "succeeded":
