@@ -297,7 +297,8 @@ def measure(day: Day, stack: LocalStack, moto_partitions: Any) -> DayOutcome:
         Row("  users locked out at the end (slot held by an ended training)", str(len(locked)), target="0",
             ok=not locked),
         Row("  Replicate calls per completed training (models.create, trainings.create, list, get, cancel)",
-            f"{len(training_calls) / max(1, completed_trainings):.2f} ({len(training_calls)} / {completed_trainings})",
+            f"{len(training_calls) / max(1, completed_trainings):.2f} ({len(training_calls)} / {completed_trainings}: "
+            f"{_by_operation(training_calls)})",
             target="<= 2.2", ok=len(training_calls) / max(1, completed_trainings) <= 2.2),
         Row("  wrong current versions (vs the newest successful training)", str(wrong), target="0", ok=wrong == 0),
         Row("  lost / duplicate ModelVersionActivated events", f"{lost_events} / {duplicate_events}",
@@ -361,3 +362,19 @@ def run_day(plan: DayPlan, progress: Callable[[str], None], *, containers: int =
                                                "generations": len(day.generation_ids)}), encoding="utf-8")
     return outcome
 
+
+
+def _by_operation(calls: list[dict[str, Any]]) -> str:
+    """The training calls by operation, as the Python client names them."""
+    def name(call: dict[str, Any]) -> str:
+        path, method = call["path"], call["method"]
+        if path == "/v1/models":
+            return "models.create"
+        if path.endswith("/trainings") and method == "POST":
+            return "trainings.create"
+        if path == "/v1/trainings":
+            return "trainings.list"
+        return "trainings.cancel" if path.endswith("/cancel") else "trainings.get"
+
+    counted = Counter(name(call) for call in calls)
+    return ", ".join(f"{operation} {n}" for operation, n in counted.most_common())
