@@ -13,6 +13,7 @@ import pytest
 
 from lorapin.adapters.replicate_gateway import ReplicateRejected
 from lorapin.adapters.tables import GenerationItem, TrainingItem
+from lorapin.domain.clock import iso, utc_now
 from lorapin.domain.errors import EventPublishFailed
 from lorapin.domain.limits import GenerationLimits
 from lorapin.domain.versions import VersionRef
@@ -81,6 +82,21 @@ def test_problem_7_a_running_training_costs_one_shared_list_call_per_run_not_a_g
     calls = Counter(services.replicate.calls)
     assert calls["get_training"] == 0
     assert calls["list_trainings"] <= 4  # one per run from the 10th minute on, shared by every due training
+
+
+def test_a_submitted_training_whose_submit_lease_still_runs_is_looked_up_in_the_shared_list(
+        clock: ManualClock, isolated_services: Services) -> None:
+    """Before: the submitter's lease (6 minutes of processing time, a day of emulated time at the
+    day bench's 240x) kept a training that already had Replicate's id out of the shared list, so
+    each was fetched alone at every look: 2.5 GETs a training where one list serves them all."""
+    services = isolated_services
+    trainings = [services.start_training(f"{services.user}-{n}") for n in range(3)]
+    for training in trainings:  # as the submitter leaves them: Replicate's id stored, its lease not lapsed
+        training.update(actions=[TrainingItem.submit_lease_until.set(iso(utc_now() + timedelta(days=1)))])
+    clock.advance(timedelta(minutes=15))
+    run(services)
+    calls = Counter(services.replicate.calls)
+    assert (calls["get_training"], calls["list_trainings"]) == (0, 1)
 
 
 def test_problem_1_an_unusable_version_ends_its_training_and_stops_nobody_else(

@@ -536,7 +536,8 @@ class TrainingStarts:
         training already has an id, or is no longer starting (an abandon got there first)."""
         in_flight = status if status in TrainingStatus.in_flight() else TrainingStatus.STARTING
         actions: list[Any] = [TrainingItem.replicate_training_id.set(replicate_training_id),
-                              TrainingItem.status.set(in_flight)]
+                              TrainingItem.status.set(in_flight),
+                              TrainingItem.submit_lease_until.remove()]  # the submission is done
         if first_check is not None:
             actions.append(TrainingItem.due_at.set(iso(first_check)))
         return write_if(lambda: training.update(

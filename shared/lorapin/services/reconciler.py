@@ -212,7 +212,7 @@ class Reconciler:
         # (it would drag the list back hours) is asked for alone, at its own slower pace.
         fresh = [item for _, item in due if item.status in TrainingStatus.in_flight() and not item.pending_event
                  and at - parse_iso(item.created_at) < self._estimate(item, state).late
-                 and not TrainingStarts.submission_leased(item, at)]
+                 and not (item.replicate_training_id is None and TrainingStarts.submission_leased(item, at))]
         listed = self._recent_trainings(fresh, budget, state) if fresh else None
         for shard, item in due:
             try:
