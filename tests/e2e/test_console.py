@@ -62,10 +62,12 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Callable[[range], str]:
 
 class Console:
     def __init__(self, driver: Any, url: str) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.driver, self.url = driver, url
-        self.wait = WebDriverWait(driver, WAIT_SECONDS)
+        # the console re-renders a list while it is read: such a read is simply tried again
+        self.wait = WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=[StaleElementReferenceException])
         self.step = 0
         shutil.rmtree(SCREENSHOTS, ignore_errors=True)
         SCREENSHOTS.mkdir(parents=True)
@@ -84,6 +86,15 @@ class Console:
         return self.wait.until(lambda _: condition(), message=f"waiting for {what}")
 
     def texts(self, testid: str) -> list[str]:
+        """The texts of every element with this test id, read in one go (re-read if the console
+        re-rendered them meanwhile)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(5):
+            try:
+                return [node.text for node in self.all(testid)]
+            except StaleElementReferenceException:
+                continue
         return [node.text for node in self.all(testid)]
 
     def shot(self, name: str) -> None:
