@@ -244,6 +244,10 @@ def _register_after_restore(runtime: Runtime) -> None:
 
 
 def reset_runtime() -> None:
-    """Forget settings and clients (tests, and the local stack between function loads)."""
+    """Forget settings and clients (tests, and the local stack between function loads), Powertools'
+    parameter providers included: each keeps the client, and so the endpoint, it was made with."""
+    from aws_lambda_powertools.utilities import parameters
+
     get_settings.cache_clear()
     get_runtime.cache_clear()
+    parameters.clear_caches()
