@@ -8,35 +8,42 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class ErrorDetail(BaseModel):
+class Documented(BaseModel):
+    """A body as documented. Built only when the document is: the functions answer with plain
+    dicts (`lorapin.http.views`), so building these at every cold start would be wasted."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class ErrorDetail(Documented):
     code: str = Field(description="UPPER_SNAKE, machine-readable (docs/CONTRACTS.md lists them)")
     message: str
     details: list[Any]
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Documented):
     """Every error lorapin answers (REQUIREMENTS §4)."""
 
     error: ErrorDetail
 
 
-class GatewayMessage(BaseModel):
+class GatewayMessage(Documented):
     """What API Gateway itself answers, before any function runs (no JWT, no such route)."""
 
     message: str
 
 
-class Finding(BaseModel):
+class Finding(Documented):
     code: str
     severity: Literal["error", "warning"]
     message: str
     image_key: str | None = None
 
 
-class Training(BaseModel):
+class Training(Documented):
     id: str
     replicate_training_id: str | None
     status: str
@@ -52,21 +59,21 @@ class Training(BaseModel):
     completed_at: str | None
 
 
-class TrainingBody(BaseModel):
+class TrainingBody(Documented):
     training: Training
 
 
-class StartedTrainingBody(BaseModel):
+class StartedTrainingBody(Documented):
     training: Training
     findings: list[Finding]
 
 
-class TrainingsPage(BaseModel):
+class TrainingsPage(Documented):
     trainings: list[Training]
     next_cursor: str | None
 
 
-class CurrentVersion(BaseModel):
+class CurrentVersion(Documented):
     id: str
     ref: str
     trigger_word: str
@@ -84,7 +91,7 @@ class Version(CurrentVersion):
     active: bool
 
 
-class Model(BaseModel):
+class Model(Documented):
     destination: str
     trigger_word: str
     status: str
@@ -93,16 +100,16 @@ class Model(BaseModel):
     versions_next_cursor: str | None
 
 
-class ModelBody(BaseModel):
+class ModelBody(Documented):
     model: Model
 
 
-class VersionsPage(BaseModel):
+class VersionsPage(Documented):
     versions: list[Version]
     next_cursor: str | None
 
 
-class Generation(BaseModel):
+class Generation(Documented):
     id: str
     status: str
     prompt: str
@@ -115,16 +122,16 @@ class Generation(BaseModel):
     completed_at: str | None
 
 
-class GenerationBody(BaseModel):
+class GenerationBody(Documented):
     generation: Generation
 
 
-class GenerationsPage(BaseModel):
+class GenerationsPage(Documented):
     generations: list[Generation]
     next_cursor: str | None
 
 
-class Upload(BaseModel):
+class Upload(Documented):
     key: str
     url: str
     method: Literal["POST"]
@@ -132,11 +139,11 @@ class Upload(BaseModel):
     max_bytes: int
 
 
-class UploadsBody(BaseModel):
+class UploadsBody(Documented):
     uploads: list[Upload]
 
 
-class Photo(BaseModel):
+class Photo(Documented):
     key: str
     name: str
     thumbnail_url: str | None
@@ -146,13 +153,13 @@ class Photo(BaseModel):
     height: int | None
 
 
-class PhotosBody(BaseModel):
+class PhotosBody(Documented):
     photos: list[Photo]
     training_id: str | None
     known: bool
 
 
-class Deleted(BaseModel):
+class Deleted(Documented):
     canceled_on_replicate: int
     replicate_versions: int
     replicate_model: bool
@@ -160,12 +167,12 @@ class Deleted(BaseModel):
     rows: dict[str, int]
 
 
-class DeletionBody(BaseModel):
+class DeletionBody(Documented):
     deleted: Deleted
     not_deleted: list[dict[str, str]]
 
 
-class WebhookOutcome(BaseModel):
+class WebhookOutcome(Documented):
     outcome: Literal["activated", "recorded", "ignored_stale", "duplicate", "ignored_unknown", "rejected"]
 
 
