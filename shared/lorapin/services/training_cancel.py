@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lorapin.adapters.event_bus import EventPublisher
-from lorapin.adapters.outbox import Outbox
-from lorapin.adapters.repository import Repository, TrainingStarts
+from lorapin.adapters.repository import Repository
 from lorapin.adapters.tables import TrainingItem
-from lorapin.domain.errors import EventPublishFailed, TrainingBeingSubmitted, TrainingFinished, TrainingNotFound
-from lorapin.domain.events import TrainingFailed
+from lorapin.domain.errors import TrainingBeingSubmitted, TrainingFinished, TrainingNotFound
 from lorapin.domain.statuses import TrainingStatus
 from lorapin.observability import count, logger
 from lorapin.services.ports import Replicate
 from lorapin.services.training_completion import TrainingCompletion
+from lorapin.services.training_start import abandon_training
 
 CANCELED_BY_USER = "Canceled by the user."
 
@@ -60,17 +59,5 @@ class TrainingCancel:
     def _cancel_before_submission(self, training: TrainingItem) -> bool:
         """Record a training that never reached Replicate as canceled; False when a submission holds
         it (or it moved on meanwhile)."""
-        model = self._repository.get_model(training.user_id)
-        event = TrainingFailed(user_id=training.user_id, training_id=training.training_id,
-                               status=TrainingStatus.CANCELED, error=CANCELED_BY_USER,
-                               current_version_id=model.current_version.id if model and model.current_version
-                               else None)
-        outbox = TrainingStarts(self._repository).abandon(training, event)
-        if outbox is None:
-            return False
-        try:
-            Outbox(self._publisher).publish_leased(TrainingItem(training.training_id), outbox)
-        except EventPublishFailed as exc:  # the reconciler publishes it once the lease lapses
-            logger.warning("TrainingFailed left in the outbox", extra={"training_id": training.training_id,
-                                                                        "error": str(exc)})
-        return True
+        return abandon_training(self._repository, self._publisher, training, CANCELED_BY_USER,
+                                status=TrainingStatus.CANCELED)

@@ -143,7 +143,7 @@ class Trainings:
             self._functions().start(self._settings.training_submit_function,
                                     {"submit_training": {"user_id": user_id, "training_id": training.training_id}})
         except Exception:
-            self._abandon(starts, training, "could not hand the training to the submitter")
+            self._abandon(training, "could not hand the training to the submitter")
             raise
         return StartedTraining(training, photo_set.findings)
 
@@ -217,14 +217,14 @@ class Trainings:
         try:
             zip_url = self._upload_zip(training, entries)
         except ObjectChanged as exc:
-            self._abandon(starts, training, f"{name_of(exc.key)} changed after it was checked; upload it again "
+            self._abandon(training, f"{name_of(exc.key)} changed after it was checked; upload it again "
                           "and start the training again.", error_code=PHOTO_CHANGED, holder=True)
             return "photo_changed"
         except Exception as exc:  # S3 faults included: nothing has reached Replicate
             logger.exception("training zip failed", extra={"training_id": training_id})
-            self._abandon(starts, training, f"could not prepare the photos: {exc}", holder=True)
+            self._abandon(training, f"could not prepare the photos: {exc}", holder=True)
             return "failed"
-        created = self._create_on_replicate(starts, training, zip_url)
+        created = self._create_on_replicate(training, zip_url)
         if isinstance(created, str):
             return created
         self._attach(starts, training, created)
@@ -242,7 +242,7 @@ class Trainings:
         except (UpstreamUnavailable, ReplicateRejected):
             return None
 
-    def _create_on_replicate(self, starts: TrainingStarts, training: TrainingItem, zip_url: str
+    def _create_on_replicate(self, training: TrainingItem, zip_url: str
                              ) -> ReplicateTraining | str:
         """Replicate's training, or what happened instead: "failed" (refused, or certainly not
         created: the slot is freed) or "unconfirmed" (Replicate cannot tell yet whether it created
@@ -255,7 +255,7 @@ class Trainings:
                 input={**params, "input_images": zip_url, "trigger_word": training.trigger_word},
                 webhook=self._webhook_url(training.training_id, training.user_id))
         except ReplicateRejected as exc:
-            self._abandon(starts, training, f"Replicate refused the training: {exc.detail}", holder=True)
+            self._abandon(training, f"Replicate refused the training: {exc.detail}", holder=True)
             return "failed"
         except CreateOutcomeUnknown as exc:
             logger.warning("training create outcome unknown", extra={"training_id": training.training_id,
@@ -266,28 +266,17 @@ class Trainings:
             except (UpstreamUnavailable, ReplicateRejected):
                 return "unconfirmed"
             if found is None:  # certainly absent: the user may simply try again
-                self._abandon(starts, training, f"Replicate did not create the training: {exc.message}", holder=True)
+                self._abandon(training, f"Replicate did not create the training: {exc.message}", holder=True)
                 return "failed"
             count("AdoptedTrainings")
             return found
         except Exception as exc:  # an outage: nothing was created
-            self._abandon(starts, training, f"could not start: {exc}", holder=True)
+            self._abandon(training, f"could not start: {exc}", holder=True)
             return "failed"
 
-    def _abandon(self, starts: TrainingStarts, training: TrainingItem, reason: str, *,
+    def _abandon(self, training: TrainingItem, reason: str, *,
                  error_code: str | None = None, holder: bool = False) -> None:
-        model = self._repository.get_model(training.user_id)
-        failed = TrainingFailed(user_id=training.user_id, training_id=training.training_id,
-                                status=TrainingStatus.FAILED, error=reason,
-                                current_version_id=model.current_version.id if model and model.current_version
-                                else None)
-        outbox = starts.abandon(training, failed, error_code=error_code, lease_holder=holder)
-        if outbox is not None:
-            try:
-                Outbox(self._publisher).publish_leased(TrainingItem(training.training_id), outbox)
-            except EventPublishFailed as exc:  # the reconciler publishes it once the lease lapses
-                logger.warning("TrainingFailed left in the outbox", extra={"training_id": training.training_id,
-                                                                            "error": str(exc)})
+        abandon_training(self._repository, self._publisher, training, reason, error_code=error_code, holder=holder)
 
     def _expected_duration(self, steps: int) -> DurationEstimate:
         """How long trainings of this size took lately (the reconciler keeps the record)."""
@@ -345,3 +334,23 @@ class Trainings:
         key = f"{user_prefix(training.user_id)}trainings/{training.training_id}.zip"
         media.write_zip(key, members)
         return media.presigned_get(key, expires_in=TRAINING_ZIP_URL_SECONDS)
+
+
+def abandon_training(repository: Repository, publisher: EventPublisher, training: TrainingItem, reason: str, *,
+                     status: str = TrainingStatus.FAILED, error_code: str | None = None,
+                     holder: bool = False) -> bool:
+    """Record a training that never reached Replicate as ended (`status`), free its slot and
+    announce it (`TrainingFailed`, from the outbox); False when a submission holds it or it moved
+    on meanwhile. The training API, the submitter and a cancel all end such a training this way."""
+    model = repository.get_model(training.user_id)
+    failed = TrainingFailed(user_id=training.user_id, training_id=training.training_id, status=status, error=reason,
+                            current_version_id=model.current_version.id if model and model.current_version else None)
+    outbox = TrainingStarts(repository).abandon(training, failed, error_code=error_code, lease_holder=holder)
+    if outbox is None:
+        return False
+    try:
+        Outbox(publisher).publish_leased(TrainingItem(training.training_id), outbox)
+    except EventPublishFailed as exc:  # the reconciler publishes it once the lease lapses
+        logger.warning("TrainingFailed left in the outbox", extra={"training_id": training.training_id,
+                                                                    "error": str(exc)})
+    return True
