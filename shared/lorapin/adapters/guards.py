@@ -27,9 +27,15 @@ class GuardRejected(Exception):
 def condition_failed(exc: BaseException) -> bool:
     """Whether a PynamoDB write lost its condition (a guard), as opposed to failing."""
     if isinstance(exc, TransactWriteError):
-        return any(reason is not None and reason.code in (CONDITION_FAILED, "ConditionalCheckFailed")
-                   for reason in exc.cancellation_reasons)
+        return any(condition_failed_at(exc, index) for index in range(len(exc.cancellation_reasons)))
     return getattr(exc, "cause_response_code", None) == CONDITION_FAILED
+
+
+def condition_failed_at(exc: TransactWriteError, index: int) -> bool:
+    """Whether the `index`-th write of a canceled transaction is the one whose condition failed."""
+    reasons = exc.cancellation_reasons
+    reason = reasons[index] if index < len(reasons) else None
+    return reason is not None and reason.code in (CONDITION_FAILED, "ConditionalCheckFailed")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
 from lorapin.adapters.event_bus import to_outbox
-from lorapin.adapters.guards import GuardRejected, guarded, guarded_transaction, write_if
+from lorapin.adapters.guards import GuardRejected, condition_failed_at, guarded, guarded_transaction, write_if
 from lorapin.adapters.outbox import store_actions
 from lorapin.adapters.settings import Settings
 from lorapin.adapters.tables import (
@@ -452,10 +452,9 @@ class Repository:
                 tx.update(ModelItem(generation.user_id), actions=[ModelItem.generations_in_flight.add(-1)],
                           condition=ModelItem.user_id.exists())
         except TransactWriteError as exc:
-            reasons = [getattr(r, "code", None) for r in exc.cancellation_reasons]
-            if reasons and reasons[0] in ("ConditionalCheckFailed", "ConditionalCheckFailedException"):
+            if condition_failed_at(exc, 0):
                 return False  # already ended (a duplicate)
-            if len(reasons) > 1 and reasons[1] in ("ConditionalCheckFailed", "ConditionalCheckFailedException"):
+            if condition_failed_at(exc, 1):
                 return write_if(lambda: generation.update(actions=actions, condition=condition))
             raise
         return True
