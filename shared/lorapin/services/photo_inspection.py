@@ -79,8 +79,8 @@ class PhotoInspections:
         return done
 
     def inspect(self, upload: UploadKey, existing: PhotoItem | None) -> PhotoItem | None:
-        """Read the upload (one request: bytes and their ETag), check it, store what was found.
-        None when the object is gone."""
+        """Check the upload and store what was found: a HEAD first (a file over the size limit is
+        refused unread), then one GET for its bytes and the ETag they have. None when it is gone."""
         media = self._media()
         head = media.head(upload.key)
         if head is None:
