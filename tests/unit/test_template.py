@@ -62,6 +62,37 @@ def test_function_policies_are_sam_templates_scoped_to_one_of_our_resources(func
             assert argument != "*" and "*" not in json.dumps(argument), f"{function_id}: {template_name} uses *"
 
 
+# What each function's code reads (r) and writes (w), by table: measured on the bench's day, where
+# each function runs in its own process and moto logs every DynamoDB request by its caller, plus
+# paths the day does not take (a generation pinned to a `version_id` reads Versions).
+TABLE_ACCESS = {
+    "ReplicateWebhookFunction": {"ModelsTable": "rw", "TrainingsTable": "rw", "VersionsTable": "w",
+                                 "GenerationsTable": "rw"},
+    "GenerationFunction": {"ModelsTable": "rw", "GenerationsTable": "rw", "VersionsTable": "r",
+                           "TrainingsTable": "w"},  # a consumed activation clears its training's outbox
+    "TrainingApiFunction": {"ModelsTable": "rw", "TrainingsTable": "rw", "VersionsTable": "rw",
+                            "GenerationsTable": "rw", "PhotosTable": "rw", "PhotoSetsTable": "rw", "StateTable": "r"},
+    "PhotoInspectorFunction": {"PhotosTable": "rw"},
+    "TrainingSubmitFunction": {"ModelsTable": "rw", "TrainingsTable": "rw", "PhotoSetsTable": "r", "StateTable": "r"},
+    "ReconcilerFunction": {"ModelsTable": "rw", "TrainingsTable": "rw", "VersionsTable": "rw",
+                           "GenerationsTable": "rw", "StateTable": "rw"},
+}
+TABLE_POLICY_GRANTS = {"DynamoDBCrudPolicy": "rw", "DynamoDBReadPolicy": "r", "DynamoDBWritePolicy": "w"}
+
+
+@pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
+def test_every_function_may_read_and_write_the_tables_its_code_does(function_id: str) -> None:
+    granted: dict[str, str] = {}
+    for policy in FUNCTIONS[function_id]["Properties"].get("Policies", []):
+        ((template_name, arguments),) = policy.items()
+        if template_name in TABLE_POLICY_GRANTS:
+            (table,) = refs_in(arguments)
+            granted[table] = granted.get(table, "") + TABLE_POLICY_GRANTS[template_name]
+    missing = {table: needed for table, needed in TABLE_ACCESS[function_id].items()
+               if not set(needed) <= set(granted.get(table, ""))}
+    assert not missing, f"{function_id} is denied {missing} by its policies"
+
+
 def test_no_statement_allows_wildcard_actions_or_resources_on_table_bus_or_bucket() -> None:
     for owner, statement in policy_statements():
         if statement["Effect"] != "Allow":
