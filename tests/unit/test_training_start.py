@@ -75,6 +75,24 @@ def zipped_names(services: Services, training_id: str) -> list[str]:
 
 
 # --- issue 10: a start cannot be half-done -------------------------------------------------------
+def test_a_first_training_that_never_reached_replicate_leaves_the_model_failed_not_training(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The abandon freed the slot itself before settling the model, so the settling found it free
+    and never fixed the status: a user with no version was shown a model still `training`."""
+    keys = upload(services)
+
+    def failing_write(*_: Any) -> int:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}},
+                          "UploadPart")
+
+    monkeypatch.setattr(services.runtime.media, "write_zip", failing_write)
+    start(services, keys)
+    assert services.functions.submissions() == ["failed"]
+    model = services.repository.get_model(services.user)
+    assert model is not None and model.current_version is None
+    assert model.status == "failed"
+
+
 def test_problem_5_an_s3_fault_while_building_the_zip_frees_the_slot(services: Services,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: a ClientError from S3 was not in the abandon path: the slot stayed held and the

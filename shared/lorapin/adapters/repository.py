@@ -555,10 +555,7 @@ class TrainingStarts:
             outbox = guarded(lambda: self._record_abandon(training, event, error_code, lease_holder))
         except GuardRejected:
             return None
-        write_if(lambda: ModelItem(training.user_id).update(
-            actions=[ModelItem.in_flight_training_id.remove(), ModelItem.updated_at.set(now_iso())],
-            condition=ModelItem.in_flight_training_id == training.training_id))
-        repository.settle_model_after_training(training.user_id, training.training_id)
+        repository.settle_model_after_training(training.user_id, training.training_id)  # frees the slot
         return outbox
 
     def _record_abandon(self, training: TrainingItem, event: TrainingFailed, error_code: str | None,
