@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,8 +20,9 @@ from botocore.exceptions import ClientError
 from infra.local.photos_fixture import make_photo
 from lorapin.adapters.media import MediaStore
 from lorapin.adapters.replicate_gateway import CreateOutcomeUnknown
-from lorapin.adapters.tables import ModelItem, VersionInfo
-from lorapin.domain.clock import now_iso
+from lorapin.adapters.repository import TrainingStarts
+from lorapin.adapters.tables import ModelItem, TrainingItem, VersionInfo
+from lorapin.domain.clock import iso, now_iso, utc_now
 from lorapin.domain.errors import (
     DependencyUnavailable,
     ImageValidationFailed,
@@ -91,6 +93,27 @@ def test_a_first_training_that_never_reached_replicate_leaves_the_model_failed_n
     model = services.repository.get_model(services.user)
     assert model is not None and model.current_version is None
     assert model.status == "failed"
+
+
+def test_a_later_attempt_that_cannot_tell_whether_an_earlier_one_created_the_training_creates_none(
+        services: Services) -> None:
+    """An attempt after one that stopped midway looks the training up on Replicate first; when
+    Replicate's list cannot say (an outage), creating again could make two trainings of one: it
+    leaves the training `starting` for the reconciler's look-up instead."""
+    keys = upload(services)
+    services.functions.hold_starts = True
+    started = start(services, keys)
+    stored = services.repository.get_training(started.training.training_id)
+    assert stored is not None and TrainingStarts.lease_submission(stored) == 1  # the attempt that stopped
+    stored.update(actions=[TrainingItem.submit_lease_until.set(iso(utc_now() - timedelta(seconds=1)))])
+    services.replicate.fail_next("list_trainings", UpstreamUnavailable("Replicate is down"))
+
+    assert services.functions.run_held() == ["unconfirmed"]
+    assert services.replicate.trainings == {}  # nothing created twice
+    stored = services.repository.get_training(started.training.training_id)
+    assert stored is not None and stored.status == "starting" and stored.replicate_training_id is None
+    model = services.repository.get_model(services.user)
+    assert model is not None and model.in_flight_training_id == stored.training_id  # still held
 
 
 def test_problem_5_an_s3_fault_while_building_the_zip_frees_the_slot(services: Services,

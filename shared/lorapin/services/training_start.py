@@ -209,7 +209,10 @@ class Trainings:
         if attempt is None:
             return "not_starting"
         if attempt > 1:  # an earlier attempt may have got as far as Replicate
-            found = self._find_on_replicate(training)
+            try:
+                found = self._find_on_replicate(training)
+            except (UpstreamUnavailable, ReplicateRejected):
+                return "unconfirmed"  # creating again could make a second one: the reconciler looks later
             if found is not None:
                 self._attach(starts, training, found)
                 return "adopted"
@@ -236,11 +239,9 @@ class Trainings:
                                          first_check=first_training_check(parse_iso(training.created_at), estimate))
 
     def _find_on_replicate(self, training: TrainingItem) -> ReplicateTraining | None:
-        try:
-            return self._replicate().find_training(training.training_id,
-                                                   parse_iso(training.created_at) - CREATE_LOOKUP_MARGIN)
-        except (UpstreamUnavailable, ReplicateRejected):
-            return None
+        """The training an earlier create made, if any; raises when Replicate's list cannot tell."""
+        return self._replicate().find_training(training.training_id,
+                                               parse_iso(training.created_at) - CREATE_LOOKUP_MARGIN)
 
     def _create_on_replicate(self, training: TrainingItem, zip_url: str
                              ) -> ReplicateTraining | str:
@@ -261,8 +262,7 @@ class Trainings:
             logger.warning("training create outcome unknown", extra={"training_id": training.training_id,
                                                                       "error": exc.message})
             try:
-                found = self._replicate().find_training(training.training_id,
-                                                        parse_iso(training.created_at) - CREATE_LOOKUP_MARGIN)
+                found = self._find_on_replicate(training)
             except (UpstreamUnavailable, ReplicateRejected):
                 return "unconfirmed"
             if found is None:  # certainly absent: the user may simply try again
