@@ -63,3 +63,28 @@ def test_one_users_limit_is_not_anothers(services: Services) -> None:
     for n in range(3):
         generations.request(services.user, GenerationRequest(prompt=f"p{n}"))
     assert generations.request(other, GenerationRequest(prompt="mine")).status == "starting"
+
+
+def test_generations_ending_while_a_request_is_admitted_do_not_make_it_429(services: Services,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The admission's write was conditioned on the in-flight count being exactly as read: each of
+    the user's predictions that ended meanwhile lost it the race, and after three a user well under
+    the limits was answered 429. Only the limit matters for in-flight work."""
+    services.train()
+    generations = services.runtime.generations(GenerationLimits(per_minute=100, in_flight=5))
+    running = [generations.request(services.user, GenerationRequest(prompt=f"p{n}")) for n in range(3)]
+    read_model = services.repository.get_model
+
+    def a_prediction_ends_after_each_read(user_id: str) -> object:
+        model = read_model(user_id)
+        if running:
+            ended = running.pop()
+            finished = services.replicate.finish_prediction(str(ended.replicate_prediction_id))
+            generations.complete_prediction(finished, ended.generation_id)
+        return model
+
+    monkeypatch.setattr(services.repository, "get_model", a_prediction_ends_after_each_read)
+    assert generations.request(services.user, GenerationRequest(prompt="admitted")).status == "starting"
+    monkeypatch.undo()
+    model = services.repository.get_model(services.user)
+    assert model is not None and model.generations_in_flight == len(running) + 1  # no count drifted

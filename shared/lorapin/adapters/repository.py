@@ -357,7 +357,8 @@ class Repository:
     def put_generation(self, generation: GenerationItem, admission: Admitted | None = None) -> None:
         """Record a new generation; one that is starting is on the reconciler's schedule at once.
         With `admission`, in the same transaction the user's limits are counted on the model
-        item, conditioned on the values the admission was decided on (`GuardRejected` if they moved)."""
+        item, conditioned on the minute's count being as read and the in-flight count still under its
+        limit (generations that ended meanwhile only lowered it); `GuardRejected` otherwise."""
         if generation.status == GenerationStatus.STARTING:
             generation.due_shard = self.shard(GENERATION_SHARD, generation.generation_id)
             generation.due_at = self._first_prediction_check()
@@ -367,8 +368,8 @@ class Repository:
         read = admission.read
         unchanged = ((ModelItem.generation_window == read.generation_window) if read.generation_window
                      else ModelItem.generation_window.does_not_exist())
-        unchanged &= ((ModelItem.generations_in_flight == read.generations_in_flight)
-                      if read.generations_in_flight is not None else ModelItem.generations_in_flight.does_not_exist())
+        unchanged &= (ModelItem.generations_in_flight.does_not_exist()
+                      | (ModelItem.generations_in_flight < admission.in_flight_limit))
         unchanged &= ((ModelItem.generation_window_count == read.generation_window_count)
                       if read.generation_window_count is not None
                       else ModelItem.generation_window_count.does_not_exist())
@@ -598,11 +599,13 @@ def _page(results: Any, limit: int) -> Page[Any]:
 
 @dataclass(frozen=True)
 class Admitted:
-    """An admitted generation: the limit values it was decided on (`read`) and those to write."""
+    """An admitted generation: the limit values it was decided on (`read`), those to write, and the
+    in-flight limit the write must still be under."""
 
     read: ModelItem
     window: str
     window_count: int
+    in_flight_limit: int
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ class Generations:
             count("GenerationsRateLimited")
             raise RateLimited(f"Too many generations: {admission.reason}.",
                               retry_after_seconds=admission.retry_after_seconds)
-        return Admitted(model, admission.window, admission.window_count)
+        return Admitted(model, admission.window, admission.window_count, self._limits.in_flight)
 
     def _new_generation(self, user_id: str, request: GenerationRequest) -> GenerationItem:
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
