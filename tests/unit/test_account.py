@@ -68,3 +68,26 @@ def test_what_replicate_refuses_is_reported_and_the_rest_still_goes(services: Se
     assert kept in refused and any(what.startswith("model ") for what in refused)
     assert report.replicate_versions_deleted == 1 and not report.replicate_model_deleted
     assert services.repository.get_model(services.user) is None  # our side is gone all the same
+
+
+def test_an_object_s3_refuses_to_delete_is_reported_not_counted(services: Services,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`DeleteObjects` answers 200 with the keys it could not delete in `Errors`; they were counted
+    as deleted and the report said nothing was left."""
+    upload(services)
+    stored = objects_of(services, services.user)  # in S3's order: the first is the one refused
+    s3 = services.runtime.media._s3
+    delete_objects = s3.delete_objects
+
+    def refusing_the_first(**request: object) -> dict[str, object]:
+        objects = request["Delete"]["Objects"]  # type: ignore[index]
+        refused, rest = objects[0], objects[1:]
+        answer: dict[str, object] = delete_objects(Bucket=request["Bucket"], Delete={"Objects": rest, "Quiet": True})
+        return {**answer, "Errors": [{"Key": refused["Key"], "Code": "AccessDenied", "Message": "Access Denied"}]}
+
+    monkeypatch.setattr(s3, "delete_objects", refusing_the_first)
+    report = services.runtime.account_deletion().delete(services.user)
+
+    assert report.objects_deleted == len(stored) - 1
+    assert report.not_deleted == [{"what": f"object {stored[0]}", "reason": "AccessDenied: Access Denied"}]
+    assert objects_of(services, services.user) == [stored[0]]

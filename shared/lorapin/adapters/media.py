@@ -71,15 +71,19 @@ class MediaStore:
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=key)
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Delete every object under `prefix` (a thousand a request); how many there were."""
-        deleted = 0
+    def delete_prefix(self, prefix: str) -> tuple[int, dict[str, str]]:
+        """Delete every object under `prefix` (a thousand a request): how many went, and each key S3
+        refused with its reason. In the versioned bucket a deleted object's older versions are
+        expired by the bucket's lifecycle rule (template: 30 days)."""
+        deleted, refused = 0, dict[str, str]()
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
             if keys:
-                self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
-        return deleted
+                answer = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                errors = {e["Key"]: f"{e.get('Code')}: {e.get('Message')}" for e in answer.get("Errors", [])}
+                refused |= errors
+                deleted += len(keys) - len(errors)
+        return deleted, refused
 
     def presigned_get(self, key: str, *, expires_in: int = PRESIGNED_GET_SECONDS) -> str:
         return str(self._s3.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},

@@ -4,7 +4,8 @@ In an order that a retry can always finish: first what runs on Replicate (the tr
 predictions in flight are canceled), then the destination model's versions and the model itself
 on Replicate, as far as Replicate's API allows (a version a deployment uses, say, is refused: that
 is reported, never hidden); then every object under the user's prefix (photos, thumbnails, zips,
-outputs); then every row, the model item last, since it names the destination a retry needs.
+outputs; what S3 refuses is reported too, and older versions of each expire by the bucket's
+lifecycle rule, 30 days later); then every row, the model item last, since it names the destination a retry needs.
 Idempotent: a second call finds nothing and says so. `AccountDeleted` is published on every call
 (consumers tolerate duplicates), so a call whose publish failed is finished by its retry.
 """
@@ -59,7 +60,8 @@ class AccountDeletion:
         self._cancel_in_flight(rows, report)
         if model is not None:
             self._delete_on_replicate(ModelName.parse(model.destination), report)
-        report.objects_deleted = self._media().delete_prefix(user_prefix(user_id))
+        report.objects_deleted, refused = self._media().delete_prefix(user_prefix(user_id))
+        report.not_deleted += [{"what": f"object {key}", "reason": reason} for key, reason in refused.items()]
         self._repository.delete_rows(rows)
         report.rows_deleted = {"trainings": len(rows.trainings), "generations": len(rows.generations),
                                "versions": len(rows.versions), "photos": len(rows.photos),
