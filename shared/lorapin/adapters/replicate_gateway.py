@@ -30,6 +30,7 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 READ_TIMEOUT_SECONDS = 10.0  # the webhook must answer within seconds; Replicate answers faster
 RETRY_DELAYS_SECONDS = (0.25, 0.75, 1.5)  # bounded: the caller's API request must still finish
 REPLICATE_DOWNLOADS = DownloadPolicy.from_allow_list(DEFAULT_ALLOWED_SOURCES)
+VERSION_PAGES = 100  # pages of one destination's versions at most: thousands, far beyond one user's trainings
 
 
 class CreateOutcomeUnknown(UpstreamUnavailable):
@@ -119,14 +120,8 @@ class ReplicateGateway:
 
     def version_ids(self, model: ModelName) -> list[str]:
         """Every version of `model`, newest first (following the list's pages)."""
-        ids: list[str] = []
-        path: str | None = f"/v1/models/{model.owner}/{model.name}/versions"
-        while path:
-            page = self._call(lambda p=path: self.client._request("GET", p)).json()  # type: ignore[misc]
-            ids += [str(v["id"]) for v in page.get("results", []) if isinstance(v, dict) and v.get("id")]
-            following = page.get("next")
-            path = following.split("replicate.com", 1)[-1] if isinstance(following, str) and following else None
-        return ids
+        versions = self.paged_results(f"/v1/models/{model.owner}/{model.name}/versions", max_pages=VERSION_PAGES)
+        return [str(version["id"]) for version in versions if version.get("id")]
 
     def delete_version(self, model: ModelName, version_id: str) -> None:
         """202: Replicate deletes the version (and its predictions' outputs) asynchronously."""
