@@ -360,9 +360,10 @@ def _show_text(document: dict[str, Any]) -> str:
 def _rollback(args: argparse.Namespace, runtime: Runtime) -> int:
     version_id = _version_id_argument(args.version)
     history = runtime.history()  # the API's own path (POST /model/rollback)
-    before, _ = history.model(args.user_id)
-    model, versions = history.rollback(args.user_id, version_id)
-    previous = before.current_version.ref if before.current_version else "none"
+    before = runtime.repository.get_model(args.user_id)
+    history.rollback(args.user_id, version_id)
+    model, versions = history.model(args.user_id)
+    previous = before.current_version.ref if before and before.current_version else "none"
     current = model.current_version
     text = f"user {args.user_id}: current version is now {current.ref if current else '-'} (rollback; was {previous})"
     emit(args, {"model": model_view(model, versions)}, text)

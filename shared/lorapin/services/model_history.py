@@ -30,13 +30,15 @@ class ModelHistory:
             raise TrainingNotFound()
         return training
 
-    def rollback(self, user_id: str, version_id: str) -> tuple[ModelItem, list[VersionItem]]:
+    def rollback(self, user_id: str, version_id: str) -> None:
         """Pin an earlier version of the user's own destination; the next generation uses it.
 
         The high-water mark is untouched, so a late webhook cannot undo the rollback (I1), and
         a later successful training moves the model forward again.
         """
-        model, _ = self.model(user_id)
+        model = self._repository.get_model(user_id)
+        if model is None:
+            raise NoModel()
         version = self._repository.get_version(user_id, version_id)
         if version is None or version.destination != model.destination:
             raise UnknownVersion()
@@ -54,4 +56,3 @@ class ModelHistory:
             self._outbox.publish_leased(ModelItem(user_id), event)
         except EventPublishFailed as exc:  # the rollback stands; the reconciler publishes the outbox
             logger.warning("rollback event left in the outbox", extra={"user_id": user_id, "error": str(exc)})
-        return self.model(user_id)
