@@ -82,6 +82,20 @@ def test_a_repeated_notification_for_the_same_bytes_reads_nothing(services: Serv
     assert reads.reads == [key]
 
 
+def test_bytes_already_inspected_on_arrival_are_not_read_again_by_a_queued_inspection(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /trainings queues the inspection of photos whose notification has not been handled yet;
+    when the notification gets there first, the queued inspection decoded the same bytes again."""
+    key = upload_key(services)
+    services.runtime.media.put(key, make_photo(2), "image/jpeg")
+    reads = CountingReads(monkeypatch)
+    first = inspections(services).on_arrival(key)
+    assert inspections(services).inspect_keys(services.user, [key], budget_seconds=30) == [key]
+    assert reads.reads == [key]
+    stored = records(services).get(services.user, key)
+    assert first is not None and stored is not None and stored.inspected_at == first.inspected_at
+
+
 def test_new_bytes_under_the_same_key_are_inspected_again(services: Services) -> None:
     key = upload_key(services)
     services.runtime.media.put(key, make_photo(3), "image/jpeg")

@@ -79,12 +79,15 @@ class PhotoInspections:
         return done
 
     def inspect(self, upload: UploadKey, existing: PhotoItem | None) -> PhotoItem | None:
-        """Check the upload and store what was found: a HEAD first (a file over the size limit is
-        refused unread), then one GET for its bytes and the ETag they have. None when it is gone."""
+        """Check the upload and store what was found: a HEAD first (bytes already inspected are not
+        read again; a file over the size limit is refused unread), then one GET for its bytes and the
+        ETag they have. None when it is gone."""
         media = self._media()
         head = media.head(upload.key)
         if head is None:
             return None
+        if existing is not None and _same_etag(existing.etag, head.etag):
+            return existing
         item = PhotoItem(upload.user_id, upload.key, etag=head.etag, byte_size=head.size, usable=False,
                          findings=[], inspected_at=now_iso(),
                          excluded_from=existing.excluded_from if existing else None)
