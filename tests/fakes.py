@@ -240,6 +240,7 @@ class InProcessFunctions:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.invoked: list[str] = []  # the function names, as the settings give them
         self.results: list[Any] = []
+        self._submitted: list[Any] = []
         self.held: list[dict[str, Any]] = []
         self.hold_starts = False
         self.fail_next_start: Exception | None = None
@@ -276,13 +277,13 @@ class InProcessFunctions:
         else:
             request = payload["submit_training"]
             result = self.runtime.trainings().submit(request["user_id"], request["training_id"])
+            self._submitted.append(result)
         self.results.append(result)
         return result
 
     def submissions(self) -> list[Any]:
-        """What each submission did ("submitted", "failed", ...), in order."""
-        return [result for (kind, payload), result in zip(self.calls, self.results, strict=False)
-                if "submit_training" in payload]
+        """What each submission that ran did ("submitted", "failed", ...), in order."""
+        return list(self._submitted)
 
 
 class RecordingBus:

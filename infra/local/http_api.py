@@ -288,20 +288,13 @@ class LocalHttpApi:
             request.send_header(key, value)
         request.send_header("content-length", str(len(data)))
         request.end_headers()
-        request.wfile.write(data)
+        if request.command != "HEAD":  # a HEAD answer says how long the body would be, and sends none
+            request.wfile.write(data)
 
     @staticmethod
     def _send(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
               headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("content-type", "application/json")
-        for key, value in (headers or {}).items():
-            request.send_header(key, value)
-        request.send_header("content-length", str(len(data)))
-        request.end_headers()
-        if request.command != "HEAD":  # a HEAD answer says how long the body would be, and sends none
-            request.wfile.write(data)
+        LocalHttpApi._send_raw(request, status, json.dumps(body).encode(), headers or {})
 
     @staticmethod
     def _send_preflight(request: BaseHTTPRequestHandler, headers: dict[str, str]) -> None:

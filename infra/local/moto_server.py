@@ -25,10 +25,11 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from infra.local.aws_stack import LOCAL_CREDENTIALS
 from infra.local.partition_log import PartitionLog
 from infra.local.s3_post_policy import enforce_post_policy
 
-LOCAL_SECRET_KEY = "testing"  # what every local client signs with (infra.local.aws_stack.LOCAL_CREDENTIALS)
+LOCAL_SECRET_KEY = LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]  # what every local client signs with
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 APP_ID = re.compile(r"\bapp/(\S+)")  # botocore puts AWS_SDK_UA_APP_ID in the user agent

@@ -22,7 +22,6 @@ from typing import Any
 from werkzeug.formparser import parse_form_data
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-FORM_OVERHEAD_BYTES = 64 * 1024  # the form's other fields and boundaries, beyond the file itself
 
 
 class PolicyRefused(Exception):
