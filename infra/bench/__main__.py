@@ -19,7 +19,7 @@ from infra.bench.capacity import DAY_PARTITIONS, capacity_rows
 from infra.bench.cold_start import measure_cold_starts
 from infra.bench.containers import process_containers
 from infra.bench.day import DayPlan, run_day
-from infra.bench.latency import measure_generation_latency, measure_webhook_latency
+from infra.bench.latency import latency_users, measure_generation_latency, measure_webhook_latency
 from infra.bench.mixed import run_mixed
 from infra.bench.photos import inspection_memory_row, inspection_rows, start_latency_rows, zip_memory_row
 from infra.bench.replicate_calls import FlowFailed, measure_replicate_calls
@@ -121,8 +121,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
             _progress(f"webhook latency ({args.requests} activations)")
             rows += measure_webhook_latency(stack, seeder, args.requests, moto.calls)
             _progress(f"POST /generations latency ({args.requests} requests)")
-            rows += measure_generation_latency(stack, [f"bench-latency-{n:04d}" for n in range(args.requests)],
-                                               args.requests)
+            rows += measure_generation_latency(stack, latency_users(args.requests), args.requests)
             _progress(f"{args.webhooks} mixed webhooks, {args.users} users, {args.senders} senders")
             mixed = run_mixed(stack, seeder, users=args.users, total=args.webhooks, senders=args.senders)
             rows += mixed.rows

@@ -15,7 +15,8 @@ from infra.local.template import FunctionSpec
 
 @contextlib.contextmanager
 def process_containers(stack: LocalStack, size: int) -> Iterator[None]:
-    """Replace the pools of every function that serves routes or events with `size` process containers."""
+    """Replace the pool of every function (routes, events, schedules, or Lambda's Invoke alone, as
+    the training submitter) with `size` process containers."""
     started: list[ProcessContainer] = []
 
     def start(spec: FunctionSpec, env: dict[str, str]) -> ProcessContainer:
@@ -26,10 +27,8 @@ def process_containers(stack: LocalStack, size: int) -> Iterator[None]:
     try:
         pools: dict[str, FunctionPool] = {}
         for function_id, spec in stack.template.functions().items():
-            if spec.routes or spec.rules or spec.schedules:
-                env = {**stack.aws.function_env[function_id], "AWS_SDK_UA_APP_ID": function_id}  # see CallLog
-                load = partial(start, spec, env)
-                pools[function_id] = FunctionPool(function_id, load, size)
+            env = {**stack.aws.function_env[function_id], "AWS_SDK_UA_APP_ID": function_id}  # see CallLog
+            pools[function_id] = FunctionPool(function_id, partial(start, spec, env), size)
         for container in started:  # spawned all at once, loading in parallel
             container.wait_ready()
         stack.pools.update(pools)  # the dispatcher's pools

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
-from infra.bench.deliveries import genuine, send
+from infra.bench.deliveries import Delivery, genuine, send
 from infra.bench.events import activated_delivered, wait_for_deliveries
 from infra.bench.seeding import Seeder
 from infra.bench.table import Row, median, ms, p95, ratio_row
@@ -24,6 +26,7 @@ from infra.local.stack import LocalStack
 TARGET = 1.5
 WEBHOOK_FUNCTION = "ReplicateWebhookFunction"
 WARM_UP = 5  # first requests of each container (clients, secret cache) are not timed
+LATENCY_USERS = "bench-latency"
 
 
 class Floor:
@@ -55,6 +58,45 @@ def _per_request(before: Counter[str], after: Counter[str], count: int) -> Row:
                f"{total / 2:.2f}x")
 
 
+@dataclass
+class Timed:
+    """Each timed delivery beside the floor measured just before it (warm-up excluded)."""
+
+    webhook: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    not_activated: int = 0
+
+    def rows(self, what: str) -> list[Row]:
+        return [ratio_row(f"{what}: median", median(self.webhook), median(self.floor), TARGET),
+                ratio_row(f"{what}: p95", p95(self.webhook), p95(self.floor), TARGET),
+                Row("  of those, not answered 200 activated", str(self.not_activated), target="0",
+                    ok=self.not_activated == 0)]
+
+
+def _timed(stack: LocalStack, seeder: Seeder, users: str, count: int,
+           deliver: Callable[[Delivery], tuple[float, dict[str, Any]]], *,
+           on_warm: Callable[[], None] = lambda: None) -> Timed:
+    """`count` users (plus the warm-up's) with one seeded success each, delivered once by `deliver`
+    (its seconds and its answer), in turn with the floor; then every activation's event delivered."""
+    delivered_before = activated_delivered(stack)
+    trainings = seeder.start_many({f"{users}-{n:04d}": ["succeeded"] for n in range(count + WARM_UP)})
+    seeder.finish(trainings)
+    floor = Floor(stack)
+    timed = Timed()
+    for n, training in enumerate(trainings):
+        if n == WARM_UP:
+            on_warm()
+        floor_seconds = floor.once()
+        seconds, answer = deliver(genuine("primary", training, stack.emulator.signing_secret))
+        if answer.get("outcome") != "activated":
+            timed.not_activated += 1
+        if n >= WARM_UP:
+            timed.webhook.append(seconds)
+            timed.floor.append(floor_seconds)
+    wait_for_deliveries(stack, delivered_before + len(trainings))
+    return timed
+
+
 def measure_in_process(stack: LocalStack, seeder: Seeder, count: int) -> list[Row]:
     """The handler imported into this process and called with the API Gateway event each delivery
     makes: no HTTP hop, no process boundary."""
@@ -65,69 +107,44 @@ def measure_in_process(stack: LocalStack, seeder: Seeder, count: int) -> list[Ro
 
     spec = stack.template.functions()[WEBHOOK_FUNCTION]
     handler = load_handler(spec, stack.aws.function_env[WEBHOOK_FUNCTION])
-    trainings = seeder.start_many({f"bench-inproc-{n:04d}": ["succeeded"] for n in range(count + WARM_UP)})
-    seeder.finish(trainings)
-    floor = Floor(stack)
-    webhook_times: list[float] = []
-    floor_times: list[float] = []
-    not_activated = 0
-    for n, training in enumerate(trainings):
-        delivery = genuine("primary", training, stack.emulator.signing_secret)
+
+    def call_handler(delivery: Delivery) -> tuple[float, dict[str, Any]]:
         url = urlsplit(delivery.url)
         event = http_api_event("POST", url.path, body=delivery.body, headers=delivery.headers(), query=url.query)
-        floor_seconds = floor.once()
         started = time.perf_counter()
         response = handler(event, LocalContext(WEBHOOK_FUNCTION))
-        seconds = time.perf_counter() - started
-        if json.loads(response.get("body") or "{}").get("outcome") != "activated":
-            not_activated += 1
-        if n >= WARM_UP:
-            webhook_times.append(seconds)
-            floor_times.append(floor_seconds)
-    what = f"webhook: the same, handler called in-process (n={count})"
-    return [
-        ratio_row(f"{what}: median", median(webhook_times), median(floor_times), TARGET),
-        ratio_row(f"{what}: p95", p95(webhook_times), p95(floor_times), TARGET),
-        Row("  of those, not answered 200 activated", str(not_activated), target="0", ok=not_activated == 0),
-    ]
+        return time.perf_counter() - started, json.loads(response.get("body") or "{}")
+
+    timed = _timed(stack, seeder, "bench-inproc", count, call_handler)
+    return timed.rows(f"webhook: the same, handler called in-process (n={count})")
 
 
 def measure_webhook_latency(stack: LocalStack, seeder: Seeder, count: int, calls: CallLog | None = None) -> list[Row]:
     """`count` users with one seeded training each; each success delivered once, answered `activated`.
     With `calls` (the atomic moto's log), also what AWS requests one webhook made."""
-    delivered_before = activated_delivered(stack)
-    trainings = seeder.start_many({f"bench-latency-{n:04d}": ["succeeded"] for n in range(count + WARM_UP)})
-    seeder.finish(trainings)
-    floor = Floor(stack)
-    webhook_times: list[float] = []
-    floor_times: list[float] = []
-    not_activated = 0
     before: Counter[str] = Counter()
+
+    def count_from_here() -> None:
+        nonlocal before
+        before = calls.of(WEBHOOK_FUNCTION) if calls else Counter()
+
     with requests.Session() as session:
-        for n, training in enumerate(trainings):
-            if n == WARM_UP and calls:
-                before = calls.of(WEBHOOK_FUNCTION)
-            floor_seconds = floor.once()
-            delivery = genuine("primary", training, stack.emulator.signing_secret)
-            seconds = send(session, delivery, retry=False)
-            if (delivery.answer or {}).get("outcome") != "activated":
-                not_activated += 1
-            if n >= WARM_UP:
-                webhook_times.append(seconds)
-                floor_times.append(floor_seconds)
+        def post(delivery: Delivery) -> tuple[float, dict[str, Any]]:
+            return send(session, delivery, retry=False), delivery.answer or {}
+
+        timed = _timed(stack, seeder, LATENCY_USERS, count, post, on_warm=count_from_here)
     after = calls.of(WEBHOOK_FUNCTION) if calls else Counter()
-    wait_for_deliveries(stack, delivered_before + len(trainings))
-    what = f"webhook: signed success -> guarded activation + PutEvents, local HTTP API (n={count})"
-    rows = [
-        Row(f"floor: bare UpdateItem + PutEvents, boto3 -> same moto (n={count})",
-            f"median {ms(median(floor_times))}, p95 {ms(p95(floor_times))}"),
-        ratio_row(f"{what}: median", median(webhook_times), median(floor_times), TARGET),
-        ratio_row(f"{what}: p95", p95(webhook_times), p95(floor_times), TARGET),
-        Row("  of those, not answered 200 activated", str(not_activated), target="0", ok=not_activated == 0),
-    ]
+    rows = [Row(f"floor: bare UpdateItem + PutEvents, boto3 -> same moto (n={count})",
+                f"median {ms(median(timed.floor))}, p95 {ms(p95(timed.floor))}"),
+            *timed.rows(f"webhook: signed success -> guarded activation + PutEvents, local HTTP API (n={count})")]
     if calls:
         rows.append(_per_request(before, after, count))
     return rows + measure_in_process(stack, seeder, count)
+
+
+def latency_users(count: int) -> list[str]:
+    """The users `measure_webhook_latency` leaves with a current version (for POST /generations)."""
+    return [f"{LATENCY_USERS}-{n:04d}" for n in range(count)]
 
 
 def measure_generation_latency(stack: LocalStack, users: list[str], count: int) -> list[Row]:
