@@ -74,6 +74,10 @@ class Outbox:
     def __init__(self, publisher: EventPublisher) -> None:
         self._publisher = publisher
 
+    @property
+    def publisher(self) -> EventPublisher:
+        return self._publisher
+
     def publish_leased(self, item: OutboxItem, event: dict[str, Any]) -> None:
         """Publish an event whose lease we hold (we just stored it, or claimed it)."""
         try:

@@ -36,7 +36,6 @@ from lorapin.adapters.tables import (
 from lorapin.domain.clock import iso, parse_iso, utc_now
 from lorapin.domain.drift import classify_drift
 from lorapin.domain.errors import UpstreamUnavailable
-from lorapin.domain.events import TrainingFailed
 from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
 from lorapin.domain.schedule import (
     KEPT_SAMPLES,
@@ -55,6 +54,7 @@ from lorapin.observability import count, logger
 from lorapin.services.generation import CREATE_LOOKUP_MARGIN, Generations
 from lorapin.services.ports import Replicate
 from lorapin.services.training_completion import TrainingCompletion
+from lorapin.services.training_start import abandon_training
 
 T = TypeVar("T")
 PARALLEL_READS = 8  # shards read at once: their queries are independent
@@ -286,13 +286,9 @@ class Reconciler:
                 self._completion.apply(found, training_id_hint=item.training_id)
                 self._count(report, "trainings_completed", 1)
             return
-        failed = TrainingFailed(user_id=item.user_id, training_id=item.training_id, status=TrainingStatus.FAILED,
-                                error="The training could not be confirmed with Replicate, which has no record of it.",
-                                current_version_id=None)
-        outbox = TrainingStarts(self._repository).abandon(item, failed)
-        self._count(report, "trainings_abandoned", 1)
-        if outbox is not None:
-            self._completion.outbox.publish_leased(TrainingItem(item.training_id), outbox)
+        if abandon_training(self._repository, self._completion.outbox.publisher, item,
+                            "The training could not be confirmed with Replicate, which has no record of it."):
+            self._count(report, "trainings_abandoned", 1)
             self._count(report, "events_published", 1)
 
     def _learn_durations(self, listed: list[dict[str, Any]], state: StateItem) -> None:

@@ -341,7 +341,8 @@ def abandon_training(repository: Repository, publisher: EventPublisher, training
                      holder: bool = False) -> bool:
     """Record a training that never reached Replicate as ended (`status`), free its slot and
     announce it (`TrainingFailed`, from the outbox); False when a submission holds it or it moved
-    on meanwhile. The training API, the submitter and a cancel all end such a training this way."""
+    on meanwhile. The training API, the submitter, a cancel and the reconciler all end such a
+    training this way."""
     model = repository.get_model(training.user_id)
     failed = TrainingFailed(user_id=training.user_id, training_id=training.training_id, status=status, error=reason,
                             current_version_id=model.current_version.id if model and model.current_version else None)
