@@ -221,9 +221,8 @@ def _forget_table_connections() -> None:
     """PynamoDB keeps one connection per table class; the next request opens a new one."""
     from lorapin.adapters import tables
 
-    for value in vars(tables).values():
-        if isinstance(value, type) and hasattr(value, "_connection") and hasattr(value, "Meta"):
-            value._connection = None
+    for table in tables.ALL_TABLES:
+        table._connection = None
 
 
 @lru_cache(maxsize=1)
