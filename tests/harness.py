@@ -225,6 +225,6 @@ def seed_training(world: Harness, user_id: str, *, trigger_word: str = "TOK", im
         trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,
         destination=ModelName.parse(training.destination),
         input={"input_images": "https://example.invalid/photos.zip", "trigger_word": training.trigger_word},
-        webhook=runtime.training_webhook_url(training.training_id, training.user_id))
+        webhook=runtime.training_webhook_url(training))
     TrainingStarts.attach_replicate_training(training, created.id, created.status)
     return training.training_id

@@ -1,7 +1,8 @@
 """Replicate's webhooks (`lorapin.http.api.webhooks`): verify → decide → guarded write → event.
 
 No authorizer: the Standard Webhooks signature over the raw body is the authentication. An
-activating delivery makes three AWS requests (TransactGetItems, TransactWriteItems, PutEvents).
+activating delivery makes two AWS requests (TransactWriteItems, PutEvents) when its URL's
+expectation holds, else a TransactGetItems first.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class Seeder:
                                 trainer_version=settings.trainer_version, params={"steps": 1000}, created_at=now)
         TrainingStarts(self.repository).begin(model, training, new_model=new_model, photo_set=PhotoSetItem(
             user_id, training.training_id, entries=[], created_at=now))
-        webhook_url = self.runtime.training_webhook_url(training.training_id, training.user_id)
+        webhook_url = self.runtime.training_webhook_url(training)
         created = gateway.create_training(
             trainer_model=settings.trainer_model, trainer_version=settings.trainer_version,
             destination=ModelName.parse(training.destination),

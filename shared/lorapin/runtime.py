@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from lorapin.adapters.media import MediaStore
     from lorapin.adapters.repository import Repository
     from lorapin.adapters.secrets import ReplicateSecrets
+    from lorapin.adapters.tables import TrainingItem
     from lorapin.domain.limits import GenerationLimits
     from lorapin.services.account import AccountDeletion
     from lorapin.services.generation import Generations
@@ -187,13 +188,16 @@ class Runtime:
         value = parameters.get_parameter(self.settings.api_url_parameter, max_age=API_URL_MAX_AGE_SECONDS)
         return str(value).rstrip("/")
 
-    def training_webhook_url(self, training_id: str, user_id: str) -> str:
-        """Our ids ride in the URL (unsigned lookup hints): the webhook reads the training and the
-        user's model in one request, and trusts them only as far as the signed body agrees."""
+    def training_webhook_url(self, training: TrainingItem) -> str:
+        """What the webhook should find rides in the URL (`ExpectedTraining`, unsigned): it is
+        written on condition that it holds, and read and decided again when it does not."""
         from urllib.parse import urlencode
 
-        query = urlencode({"training_id": training_id, "user_id": user_id})
-        return f"{self.api_base_url()}/webhooks/replicate/training?{query}"
+        from lorapin.domain.completion import ExpectedTraining
+
+        expected = ExpectedTraining(training.training_id, training.user_id, int(training.seq),
+                                    int(training.image_count), training.previous_version_id)
+        return f"{self.api_base_url()}/webhooks/replicate/training?{urlencode(expected.to_query())}"
 
     def prediction_webhook_url(self, generation_id: str) -> str:
         return f"{self.api_base_url()}/webhooks/replicate/prediction?generation_id={generation_id}"

@@ -74,8 +74,8 @@ class Services:
             user, training.training_id, entries=[], created_at=now))
         created = self.replicate.create_training(
             trainer_model=settings.trainer_model, trainer_version=settings.trainer_version, destination=destination,
-            input={"input_images": "https://example.invalid/photos.zip"},
-            webhook=self.runtime.training_webhook_url(training.training_id, user))
+            input={"input_images": "https://example.invalid/photos.zip", "trigger_word": training.trigger_word},
+            webhook=self.runtime.training_webhook_url(training))
         TrainingStarts.attach_replicate_training(
             training, created.id, created.status,
             first_check=first_training_check(parse_iso(now), estimate_duration(1000)))

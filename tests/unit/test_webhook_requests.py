@@ -1,11 +1,14 @@
-"""The activating webhook in three AWS requests (REQUIREMENTS §10), and a test for each invariant
-that the four requests it no longer makes used to serve:
+"""The activating webhook in two AWS requests (REQUIREMENTS §10), and a test for each invariant
+that the five requests it no longer makes used to serve:
 
 - the per-delivery idempotency record (2 writes): a redelivery is decided `duplicate` against the
   stored state and changes nothing (I4; concurrent copies: `test_core_pipeline.py`, on the moto
   server, whose DynamoDB transactions are atomic as DynamoDB's are);
 - the training lookup by Replicate id and the separate model read: the URL's ids are read in one
   request and trusted only as far as the signed body agrees (I6, I7);
+- that read itself: the URL says what the webhook will find (`ExpectedTraining`), the activation is
+  written on condition that it is so, and a URL that misstates anything, or a state that moved on
+  since the training began, is read and decided as before (I1, I4, I7);
 - the outbox clear after `PutEvents`: the event's consumer acknowledges it, and without that
   receipt the reconciler publishes it again once the lease lapses (I5).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import botocore.client
 import pytest
@@ -24,6 +28,7 @@ from infra.resign_event import resign
 from lorapin.adapters.outbox import LEASE, acknowledge_activation
 from lorapin.adapters.repository import Repository
 from lorapin.adapters.settings import Settings
+from lorapin.domain.completion import ExpectedTraining
 from tests.fakes import ManualClock
 from tests.fixtures import UNIT_SIGNING_SECRET
 from tests.unit.conftest import Services
@@ -64,12 +69,90 @@ def delivery(**query: str) -> dict[str, Any]:
     return resign(event, UNIT_SIGNING_SECRET)
 
 
-def test_an_activating_webhook_makes_three_aws_requests(webhook: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_activating_webhook_makes_two_aws_requests(webhook: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     assert webhook(load("training_succeeded.json"))["statusCode"] == 401  # stale: fetches the secret only
     requests = AwsRequests(monkeypatch)
     response = webhook(delivery())
     assert json.loads(response["body"]) == {"outcome": "activated"}
-    assert requests.operations == ["TransactGetItems", "TransactWriteItems", "PutEvents"]
+    assert requests.operations == ["TransactWriteItems", "PutEvents"]
+
+
+def activated_version(repository: Repository) -> tuple[Any, Any]:
+    model = repository.get_model(SAMPLE_USER)
+    assert model is not None and model.current_version is not None
+    versions = repository.versions_of(SAMPLE_USER)
+    assert len(versions) == 1
+    return model.current_version, versions[0]
+
+
+@pytest.mark.parametrize("misstated", [{"seq": "2"}, {"image_count": "7"}, {"user_id": "someone-else"},
+                                       {"previous_version_id": "a" * 64}])
+def test_a_url_that_misstates_the_training_is_read_and_activates_what_is_stored(
+        webhook: Any, misstated: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    query = {"training_id": SAMPLE_TRAINING, "user_id": SAMPLE_USER, "seq": "1", "image_count": "0"} | misstated
+    assert webhook(load("training_succeeded.json"))["statusCode"] == 401  # stale: fetches the secret only
+    requests = AwsRequests(monkeypatch)
+    response = webhook(delivery(**query))
+    assert json.loads(response["body"]) == {"outcome": "activated"}
+    assert requests.operations[:2] == ["TransactWriteItems", "TransactGetItems"]  # refused, then read
+    assert requests.operations.count("TransactWriteItems") == 2 and requests.operations[-1] == "PutEvents"
+    current, version = activated_version(Repository(Settings.from_env()))
+    assert (current.seq, current.trigger_word, current.training_id) == (1, "TOK", SAMPLE_TRAINING)
+    assert (version.seq, version.image_count, version.trigger_word) == (1, 0, "TOK")
+
+
+def test_a_body_with_another_trigger_word_than_stored_activates_the_stored_one(webhook: Any) -> None:
+    """The trigger word is taken from the signed body's input only on condition that it is ours."""
+    event = load("training_succeeded.json")
+    body = json.loads(event["body"])
+    body["input"]["trigger_word"] = "OTHER"
+    event["body"] = json.dumps(body)
+    response = webhook(resign(event, UNIT_SIGNING_SECRET))
+    assert json.loads(response["body"]) == {"outcome": "activated"}
+    current, version = activated_version(Repository(Settings.from_env()))
+    assert current.trigger_word == version.trigger_word == "TOK"
+
+
+def expected_of(url: str) -> ExpectedTraining:
+    query = dict(parse_qsl(urlsplit(url).query))
+    expected = ExpectedTraining.from_query(query.get("training_id"), query.get("user_id"), query)
+    assert expected is not None
+    return expected
+
+
+def test_a_rollback_while_training_is_the_version_the_activation_replaces(isolated_services: Services) -> None:
+    """The URL expected the version current when the training began; a rollback since changed it."""
+    services = isolated_services
+    first = services.train()
+    second = services.train()
+    training = services.start_training()
+    url = services.replicate.trainings[str(training.replicate_training_id)]["webhook"]
+    assert expected_of(url).previous_version_id == second
+    services.runtime.history().rollback(services.user, first)
+    finished = services.replicate.finish_training(str(training.replicate_training_id))
+    result = services.runtime.completion().apply(finished, training_id_hint=training.training_id,
+                                                 user_hint=services.user, expected=expected_of(url))
+    assert result.outcome.value == "activated"
+    activated = services.bus.events("ModelVersionActivated")[-1]
+    assert activated["previous_version_id"] == first and activated["training_id"] == training.training_id
+    model = services.repository.get_model(services.user)
+    assert model is not None and model.current_version is not None and model.current_version.seq == training.seq
+
+
+def test_a_url_as_expected_activates_without_reading(isolated_services: Services,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    services = isolated_services
+    first = services.train()
+    training = services.start_training()
+    url = services.replicate.trainings[str(training.replicate_training_id)]["webhook"]
+    finished = services.replicate.finish_training(str(training.replicate_training_id))
+    requests = AwsRequests(monkeypatch)
+    result = services.runtime.completion().apply(finished, expected=expected_of(url), await_receipt=True)
+    assert result.outcome.value == "activated"
+    assert requests.operations == ["TransactWriteItems"]  # the isolated bus is not botocore
+    activated = services.bus.events("ModelVersionActivated")[-1]
+    assert (activated["previous_version_id"], activated["seq"], activated["trigger_word"]) == (first, 2, "TOK")
+    assert services.repository.versions_of(services.user)[0].image_count == 12
 
 
 def test_a_url_without_the_user_still_finds_its_training(webhook: Any) -> None:

@@ -214,13 +214,15 @@ class Repository:
 
     # --- training completion (the webhook and the reconciler) ------------------------------------
     def apply_activation(self, training: TrainingItem, version: VersionRef, event: ModelVersionActivated, *,
-                         in_flight: str | None) -> dict[str, Any]:
+                         in_flight: str | None, unread: bool = False) -> dict[str, Any]:
         """Make `version` current, guarded by the training's seq (I1); record it in the history.
 
         Model, training and version change in one transaction, and the training keeps
         `pending_event` until the event is published (the outbox half of I5). Returns that outbox.
         The user's training slot is released in the same write when this training holds it;
         `in_flight` is the slot as read, and the write is refused if it changed meanwhile.
+        `unread`: `training` and the event were built from a webhook's URL and body, not read, so
+        the write also requires that they are what is stored (`ExpectedTraining`).
         """
         activated_at = event.activated_at
         outbox = to_outbox(event)
@@ -228,6 +230,13 @@ class Repository:
                               training_id=training.training_id, seq=training.seq, activated_at=activated_at,
                               reason=ActivationReason.TRAINING)
         releases_slot = in_flight == training.training_id
+        model_condition = ((ModelItem.applied_seq < training.seq) & (ModelItem.destination == training.destination)
+                           & (ModelItem.in_flight_training_id == in_flight if in_flight
+                              else ModelItem.in_flight_training_id.does_not_exist()))
+        training_condition = TrainingItem.status.is_in(*TrainingStatus.in_flight())
+        if unread:
+            model_condition &= _current_version_is(event.previous_version_id)
+            training_condition &= _stored_as(training)
         with guarded_transaction(self._connection) as tx:
             tx.update(
                 ModelItem(training.user_id),
@@ -238,14 +247,11 @@ class Repository:
                     ModelItem.updated_at.set(activated_at),
                     *([ModelItem.in_flight_training_id.remove()] if releases_slot else []),
                 ],
-                condition=(ModelItem.applied_seq < training.seq)
-                & (ModelItem.destination == training.destination)
-                & (ModelItem.in_flight_training_id == in_flight if in_flight
-                   else ModelItem.in_flight_training_id.does_not_exist()),
+                condition=model_condition,
             )
             tx.update(TrainingItem(training.training_id),
                       actions=self._success_actions(training, version, activated_at, outbox),
-                      condition=TrainingItem.status.is_in(*TrainingStatus.in_flight()))
+                      condition=training_condition)
             tx.save(self._version_item(training, version, activated_at),
                     condition=VersionItem.version_id.does_not_exist())
         return outbox
@@ -487,6 +493,7 @@ class TrainingStarts:
         as far as storing Replicate's id, the reconciler finds out what happened.
         """
         now = training.created_at
+        training.previous_version_id = model.current_version.id if model and model.current_version else None
         training.due_shard = self._repository.shard(TRAINING_SHARD, training.training_id)
         training.due_at = iso(parse_iso(now) + processing_time(SUBMIT_GRACE))
         with guarded_transaction(self._connection) as tx:
@@ -576,6 +583,20 @@ class TrainingStarts:
             actions.append(TrainingItem.error_code.set(error_code))
         TrainingItem(training.training_id).update(actions=actions, condition=condition)
         return outbox
+
+
+def _current_version_is(version_id: str | None) -> Any:
+    return (ModelItem.current_version.id == version_id if version_id
+            else ModelItem.current_version.does_not_exist())
+
+
+def _stored_as(training: TrainingItem) -> Any:
+    """The stored training is `training` in every value an activation takes from it."""
+    return ((TrainingItem.replicate_training_id == training.replicate_training_id)
+            & (TrainingItem.user_id == training.user_id) & (TrainingItem.seq == training.seq)
+            & (TrainingItem.destination == training.destination) & (TrainingItem.trigger_word == training.trigger_word)
+            & (TrainingItem.image_count == training.image_count)
+            & (TrainingItem.trainer_version == training.trainer_version))
 
 
 def _resolved(future: Any) -> Any:

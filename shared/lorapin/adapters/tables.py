@@ -139,6 +139,7 @@ class TrainingItem(Model):
     trainer_model = UnicodeAttribute()
     trainer_version = UnicodeAttribute()
     version_id = UnicodeAttribute(null=True)
+    previous_version_id = UnicodeAttribute(null=True)  # the model's current version when it began
     error = UnicodeAttribute(null=True)
     error_code = UnicodeAttribute(null=True)  # e.g. INVALID_OUTPUT_VERSION
     pending_event = JSONAttribute(null=True)  # outbox: {"detail_type", "detail"} not yet published (I5)

@@ -12,7 +12,7 @@ from enum import StrEnum
 from lorapin.domain.errors import InvalidVersionRef
 from lorapin.domain.replicate_objects import ReplicateTraining
 from lorapin.domain.statuses import TrainingStatus
-from lorapin.domain.versions import VersionRef, parse_training_output_version
+from lorapin.domain.versions import VersionRef, is_version_id, parse_training_output_version
 
 
 class Outcome(StrEnum):
@@ -138,3 +138,47 @@ def _decide_success(
                                   version=version, status=TrainingStatus.SUCCEEDED)
     return CompletionDecision(Action.ACTIVATE, "newest successful training", version=version,
                               status=TrainingStatus.SUCCEEDED)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedTraining:
+    """What our webhook URL says about the training it will report, written when the training was
+    submitted: ours, its user's, the `seq`-th, of `image_count` photos, replacing
+    `previous_version_id`. The query string is not signed, so none of it is believed: the
+    activation is written on condition that each value is what is stored (and that the training
+    is still in flight), and a delivery whose URL lies, or whose state moved on meanwhile, is
+    decided again from a read. It saves the read on the common path (REQUIREMENTS §10)."""
+
+    training_id: str
+    user_id: str
+    seq: int
+    image_count: int
+    previous_version_id: str | None = None
+
+    def to_query(self) -> dict[str, str]:
+        query = {"training_id": self.training_id, "user_id": self.user_id, "seq": str(self.seq),
+                 "image_count": str(self.image_count)}
+        return query | ({"previous_version_id": self.previous_version_id} if self.previous_version_id else {})
+
+    @classmethod
+    def from_query(cls, training_id: str | None, user_id: str | None, query: dict[str, str]) -> ExpectedTraining | None:
+        """`training_id` and `user_id` as the caller vetted them; None unless every value is well formed."""
+        seq, image_count = query.get("seq", ""), query.get("image_count", "")
+        previous = query.get("previous_version_id") or None
+        if not (training_id and user_id and seq.isdigit() and image_count.isdigit() and len(seq + image_count) <= 12):
+            return None
+        if previous is not None and not is_version_id(previous):
+            return None
+        return cls(training_id, user_id, int(seq), int(image_count), previous)
+
+    def assumed_state(self, training: ReplicateTraining) -> tuple[StoredTraining, StoredModel] | None:
+        """The stored state the activation's conditions will require, as the decision sees it: the
+        training in flight under Replicate's id, its trainer the one the signed body names, its
+        destination the model of the version it reports. None when the body cannot say."""
+        output = training.output.get("version") if isinstance(training.output, dict) else None
+        if not (isinstance(output, str) and ":" in output and training.version):
+            return None
+        stored = StoredTraining(training_id=self.training_id, replicate_training_id=training.id, seq=self.seq,
+                                destination=output.partition(":")[0], trainer_version=training.version,
+                                status=TrainingStatus.PROCESSING)
+        return stored, StoredModel(applied_seq=self.seq - 1, current_version_id=self.previous_version_id)

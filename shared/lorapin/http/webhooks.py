@@ -3,8 +3,9 @@
 1. verify: the Standard Webhooks signature over the raw body, within ±5 minutes (401 otherwise,
    and nothing is read or written: I6);
 2. parse: the body must be a Replicate object of the route's kind (400 `MALFORMED_BODY`);
-3. hint: our own ids from the webhook URL's query string, only if they look like ours (the
-   query string is not signed, so they are lookup hints and nothing more).
+3. hint: our own ids from the webhook URL's query string, only if they look like ours, and what a
+   training's URL says to expect (the query string is not signed: lookup hints and conditions of
+   the write, nothing more).
 
 What comes out is a `Delivery`: the verified body, parsed once. Handling is idempotent by
 decision (I4): a repeated delivery, or the same outcome again, is decided `duplicate` against the
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from lorapin.domain.clock import is_our_id
+from lorapin.domain.completion import ExpectedTraining
 from lorapin.domain.errors import InvalidSignature, MalformedBody
 from lorapin.domain.replicate_objects import ReplicateObject, ReplicatePrediction, ReplicateTraining
 from lorapin.http.webhook_signature import InvalidWebhookSignature, raw_body_of, verify_webhook
@@ -46,6 +48,7 @@ class Delivery:
     hint: str | None
     body: ReplicateObject
     user_hint: str | None = None
+    expected: ExpectedTraining | None = None  # a training webhook's URL, when it says all of it
 
 
 def receive(route: WebhookRoute, *, body: str | None, is_base64_encoded: bool, headers: dict[str, str],
@@ -64,5 +67,7 @@ def receive(route: WebhookRoute, *, body: str | None, is_base64_encoded: bool, h
         raise MalformedBody(f"The body is not a Replicate {route.kind} object.") from exc
     query = query or {}
     hint, user = query.get(route.hint_parameter), query.get(USER_PARAMETER)
-    return Delivery(webhook_id, hint if hint and is_our_id(hint, route.hint_prefix) else None, parsed,
-                    user if user and len(user) <= MAX_USER_HINT else None)
+    hint = hint if hint and is_our_id(hint, route.hint_prefix) else None
+    user = user if user and len(user) <= MAX_USER_HINT else None
+    expected = ExpectedTraining.from_query(hint, user, query) if route is TRAINING else None
+    return Delivery(webhook_id, hint, parsed, user, expected)

@@ -13,6 +13,7 @@ from lorapin.domain.clock import now_iso
 from lorapin.domain.completion import (
     Action,
     CompletionDecision,
+    ExpectedTraining,
     Outcome,
     StoredModel,
     StoredTraining,
@@ -56,11 +57,18 @@ class TrainingCompletion:
         self.outbox = Outbox(publisher)
 
     def apply(self, training: ReplicateTraining, *, training_id_hint: str | None = None,
-              user_hint: str | None = None, await_receipt: bool = False) -> CompletionResult:
-        """`training_id_hint` and `user_hint` come from our webhook URL (unsigned): with both, the
-        training and its model are read in one request, and used only if the signed body agrees.
-        `await_receipt`: an activation's event stays in the outbox until its consumer acknowledges
-        it (the webhook's three-request path) instead of being cleared here after publishing."""
+              user_hint: str | None = None, expected: ExpectedTraining | None = None,
+              await_receipt: bool = False) -> CompletionResult:
+        """`training_id_hint`, `user_hint` and `expected` come from our webhook URL (unsigned).
+        With `expected`, a success is first activated without reading (`ExpectedTraining`); else,
+        or when that write's conditions fail, the training and its model are read (in one request
+        with both hints) and used only if the signed body agrees. `await_receipt`: an activation's
+        event stays in the outbox until its consumer acknowledges it (the webhook's two-request
+        path) instead of being cleared here after publishing."""
+        if expected is not None:
+            activated = self._activate_unread(training, expected, await_receipt=await_receipt)
+            if activated is not None:
+                return activated
         for _ in range(MAX_ATTEMPTS):
             record, model = self._find(training, training_id_hint, user_hint)
             decision = decide_completion(training, stored_training(record) if record else None,
@@ -81,6 +89,30 @@ class TrainingCompletion:
             return CompletionResult(outcome, decision, record.user_id, record.training_id)
         raise StateKeptChanging(f"training {training.id}: state kept changing under {MAX_ATTEMPTS} attempts")
 
+    def _activate_unread(self, training: ReplicateTraining, expected: ExpectedTraining, *,
+                         await_receipt: bool) -> CompletionResult | None:
+        """A success as the URL expects it, in one write and no read; None when the decision on
+        the assumed state is not an activation, or the write finds the state is not that."""
+        assumed = expected.assumed_state(training)
+        trigger_word = (training.input or {}).get("trigger_word")
+        if assumed is None or not isinstance(trigger_word, str):
+            return None
+        stored, model = assumed
+        decision = decide_completion(training, stored, model)
+        if decision.action is not Action.ACTIVATE:
+            return None
+        record = TrainingItem(stored.training_id, user_id=expected.user_id, seq=stored.seq,
+                              replicate_training_id=stored.replicate_training_id, status=stored.status,
+                              image_count=expected.image_count, trigger_word=trigger_word,
+                              destination=stored.destination, trainer_version=stored.trainer_version)
+        try:
+            self._activate(decision, record, previous_version_id=expected.previous_version_id,
+                           in_flight=record.training_id, unread=True, await_receipt=await_receipt)
+        except GuardRejected:
+            count("WebhookStateRead")  # the URL was stale (or lied): decided again from a read
+            return None
+        return CompletionResult(decision.outcome, decision, record.user_id, record.training_id)
+
     def _find(self, training: ReplicateTraining, hint: str | None,
               user_hint: str | None) -> tuple[TrainingItem | None, ModelItem | None]:
         """Our record of `training` and its user's model. The query string is not signed: a hinted
@@ -100,20 +132,8 @@ class TrainingCompletion:
              await_receipt: bool) -> None:
         now = now_iso()
         if decision.action is Action.ACTIVATE:
-            assert decision.version is not None
-            event = ModelVersionActivated(
-                user_id=record.user_id, destination=record.destination, version_id=decision.version.id,
-                version_ref=decision.version.ref, trigger_word=record.trigger_word,
-                training_id=record.training_id, seq=int(record.seq),
-                previous_version_id=model.current_version.id if model.current_version else None,
-                reason=ActivationReason.TRAINING, activated_at=now)
-            outbox = self._repository.apply_activation(record, decision.version, event,
-                                                       in_flight=model.in_flight_training_id)
-            # leased to us by that write: no need to read it back
-            if await_receipt:
-                self.outbox.publish_awaiting_receipt(TrainingItem(record.training_id), outbox)
-            else:
-                self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
+            self._activate(decision, record, previous_version_id=model.current_version.id if model.current_version
+                           else None, in_flight=model.in_flight_training_id, await_receipt=await_receipt)
             return
         if decision.action is Action.RECORD_STALE_SUCCESS:
             assert decision.version is not None
@@ -136,6 +156,22 @@ class TrainingCompletion:
             # An earlier delivery committed the state but could not publish: finish its job (I5).
             self.publish_pending(record)
         self._repository.settle_model_after_training(record.user_id, record.training_id)
+
+    def _activate(self, decision: CompletionDecision, record: TrainingItem, *, previous_version_id: str | None,
+                  in_flight: str | None, await_receipt: bool, unread: bool = False) -> None:
+        assert decision.version is not None
+        event = ModelVersionActivated(
+            user_id=record.user_id, destination=record.destination, version_id=decision.version.id,
+            version_ref=decision.version.ref, trigger_word=record.trigger_word, training_id=record.training_id,
+            seq=int(record.seq), previous_version_id=previous_version_id, reason=ActivationReason.TRAINING,
+            activated_at=now_iso())
+        outbox = self._repository.apply_activation(record, decision.version, event, in_flight=in_flight,
+                                                   unread=unread)
+        # leased to us by that write: no need to read it back
+        if await_receipt:
+            self.outbox.publish_awaiting_receipt(TrainingItem(record.training_id), outbox)
+        else:
+            self.outbox.publish_leased(TrainingItem(record.training_id), outbox)
 
     def publish_pending(self, record: TrainingItem) -> bool:
         """Publish the event stored with the training's last state change, if nobody else is (I5)."""

@@ -92,7 +92,7 @@ class StartedTraining:
 
 class Trainings:
     def __init__(self, settings: Settings, repository: Repository, replicate: Callable[[], Replicate],
-                 media: Callable[[], MediaStore], webhook_url: Callable[[str, str], str],
+                 media: Callable[[], MediaStore], webhook_url: Callable[[TrainingItem], str],
                  publisher: EventPublisher, functions: Callable[[], Functions]) -> None:
         self._settings = settings
         self._repository = repository
@@ -254,7 +254,7 @@ class Trainings:
                 trainer_model=training.trainer_model, trainer_version=training.trainer_version,
                 destination=ModelName.parse(training.destination),
                 input={**params, "input_images": zip_url, "trigger_word": training.trigger_word},
-                webhook=self._webhook_url(training.training_id, training.user_id))
+                webhook=self._webhook_url(training))
         except ReplicateRejected as exc:
             self._abandon(training, f"Replicate refused the training: {exc.detail}", holder=True)
             return "failed"

@@ -2,8 +2,9 @@
 `functions/replicate_webhook`; no JWT: the Standard Webhooks signature over the raw body is the
 authentication (`lorapin.http.webhooks.receive`). Handling is idempotent by decision (I4).
 
-An activating delivery makes three AWS requests: one TransactGetItems (training and model), one
-TransactWriteItems (the guarded activation with its outbox) and one PutEvents.
+An activating delivery whose URL says what to expect makes two AWS requests: one TransactWriteItems
+(the guarded activation with its outbox, conditioned on that expectation) and one PutEvents; when
+the expectation does not hold, one TransactGetItems (training and model) decides it again.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ WEBHOOK_ANSWERS = answers(200, schemas.WebhookOutcome, "handled (a duplicate, st
 
 def handle_training(runtime: Services, delivery: Delivery) -> dict[str, Any]:
     assert isinstance(delivery.body, ReplicateTraining)
-    result = runtime.completion().apply(delivery.body, training_id_hint=delivery.hint,
-                                              user_hint=delivery.user_hint,
-                                              await_receipt=True)  # the generation function clears the outbox
+    result = runtime.completion().apply(delivery.body, training_id_hint=delivery.hint, user_hint=delivery.user_hint,
+                                        expected=delivery.expected,
+                                        await_receipt=True)  # the generation function clears the outbox
     count(f"Training{result.outcome.value.title().replace('_', '')}")
     logger.info("training webhook handled", extra={"outcome": result.outcome.value, "user_id": result.user_id,
                                                    "training_id": result.training_id,
