@@ -4,21 +4,24 @@ it when no version will come."""
 
 from __future__ import annotations
 
-from typing import Any
+from lorapin.cold_start import collecting_later
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with collecting_later():  # the init, without the cyclic GC scanning it over and over
+    from typing import Any
 
-from lorapin.adapters.outbox import acknowledge_activation
-from lorapin.domain.events import MODEL_VERSION_ACTIVATED, TRAINING_FAILED
-from lorapin.http.api import generations
-from lorapin.http.resolver import build_resolver
-from lorapin.observability import count, logger, metrics, tracer
-from lorapin.runtime import get_runtime
+    from aws_lambda_powertools.logging import correlation_paths
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
-runtime = get_runtime()  # settings validated at cold start
-app = build_resolver()
-app.include_router(generations.routes(lambda: runtime))
+    from lorapin.adapters.outbox import acknowledge_activation
+    from lorapin.domain.events import MODEL_VERSION_ACTIVATED, TRAINING_FAILED
+    from lorapin.http.api import generations
+    from lorapin.http.resolver import build_resolver
+    from lorapin.observability import count, logger, metrics, tracer
+    from lorapin.runtime import get_runtime
+
+    runtime = get_runtime()  # settings validated at cold start
+    app = build_resolver()
+    app.include_router(generations.routes(lambda: runtime))
 
 
 def release_waiting(event: dict[str, Any]) -> dict[str, Any]:

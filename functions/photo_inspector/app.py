@@ -7,17 +7,20 @@ has not been handled yet (`{"inspect": {"user_id", "keys", "budget_seconds"}}`).
 
 from __future__ import annotations
 
-from typing import Any
+from lorapin.cold_start import collecting_later
 
-from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with collecting_later():  # the init, without the cyclic GC scanning it over and over
+    from typing import Any
 
-from lorapin.observability import logger, metrics, tracer
-from lorapin.runtime import get_runtime
+    from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
-runtime = get_runtime()  # settings validated at cold start
-inspections = runtime.photo_inspections()
-MARGIN_SECONDS = 2.0  # left of the function's own timeout when a call's budget is spent
+    from lorapin.observability import logger, metrics, tracer
+    from lorapin.runtime import get_runtime
+
+    runtime = get_runtime()  # settings validated at cold start
+    inspections = runtime.photo_inspections()
+    MARGIN_SECONDS = 2.0  # left of the function's own timeout when a call's budget is spent
 
 
 @logger.inject_lambda_context(clear_state=True)

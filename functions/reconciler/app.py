@@ -3,15 +3,18 @@ publishes events a failed `PutEvents` left behind (I5), and counts version drift
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from lorapin.cold_start import collecting_later
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with collecting_later():  # the init, without the cyclic GC scanning it over and over
+    from dataclasses import asdict
+    from typing import Any
 
-from lorapin.observability import logger, metrics, tracer
-from lorapin.runtime import get_runtime
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
-runtime = get_runtime()  # settings validated at cold start
+    from lorapin.observability import logger, metrics, tracer
+    from lorapin.runtime import get_runtime
+
+    runtime = get_runtime()  # settings validated at cold start
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -7,19 +7,22 @@ expectation holds, else a TransactGetItems first.
 
 from __future__ import annotations
 
-from typing import Any
+from lorapin.cold_start import collecting_later
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with collecting_later():  # the init, without the cyclic GC scanning it over and over
+    from typing import Any
 
-from lorapin.http.api import webhooks
-from lorapin.http.resolver import build_resolver
-from lorapin.observability import logger, metrics, tracer
-from lorapin.runtime import get_runtime
+    from aws_lambda_powertools.logging import correlation_paths
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
-runtime = get_runtime()  # settings validated at cold start
-app = build_resolver(validation=False)  # webhook bodies are Replicate's, parsed by our tolerant models
-app.include_router(webhooks.routes(lambda: runtime))
+    from lorapin.http.api import webhooks
+    from lorapin.http.resolver import build_resolver
+    from lorapin.observability import logger, metrics, tracer
+    from lorapin.runtime import get_runtime
+
+    runtime = get_runtime()  # settings validated at cold start
+    app = build_resolver(validation=False)  # webhook bodies are Replicate's, parsed by our tolerant models
+    app.include_router(webhooks.routes(lambda: runtime))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

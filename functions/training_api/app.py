@@ -4,21 +4,24 @@ account (`lorapin.http.api.training`), and the whole API's OpenAPI document (`/o
 
 from __future__ import annotations
 
-from typing import Any
+from lorapin.cold_start import collecting_later
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with collecting_later():  # the init, without the cyclic GC scanning it over and over
+    from typing import Any
 
-from lorapin.http import openapi
-from lorapin.http.api import training
-from lorapin.http.resolver import build_resolver
-from lorapin.observability import logger, metrics, tracer
-from lorapin.runtime import get_runtime
+    from aws_lambda_powertools.logging import correlation_paths
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
-runtime = get_runtime()  # settings validated at cold start
-app = build_resolver()
-app.include_router(training.routes(lambda: runtime))
-app.include_router(openapi.routes())
+    from lorapin.http import openapi
+    from lorapin.http.api import training
+    from lorapin.http.resolver import build_resolver
+    from lorapin.observability import logger, metrics, tracer
+    from lorapin.runtime import get_runtime
+
+    runtime = get_runtime()  # settings validated at cold start
+    app = build_resolver()
+    app.include_router(training.routes(lambda: runtime))
+    app.include_router(openapi.routes())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

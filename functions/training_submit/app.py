@@ -8,14 +8,17 @@ nothing. Whatever fails frees the user's slot (`TrainingFailed`), or adopts what
 
 from __future__ import annotations
 
-from typing import Any
+from lorapin.cold_start import collecting_later
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+with collecting_later():  # the init, without the cyclic GC scanning it over and over
+    from typing import Any
 
-from lorapin.observability import logger, metrics, tracer
-from lorapin.runtime import get_runtime
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
-runtime = get_runtime()  # settings validated at cold start
+    from lorapin.observability import logger, metrics, tracer
+    from lorapin.runtime import get_runtime
+
+    runtime = get_runtime()  # settings validated at cold start
 
 
 @logger.inject_lambda_context(clear_state=True)

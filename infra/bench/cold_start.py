@@ -1,7 +1,7 @@
 """REQUIREMENTS §10 cold start: each handler module imported the way Lambda (and `load_handler`) does, in a fresh
-interpreter with the function's template environment and what Lambda adds to it (`LAMBDA_TASK_ROOT`, tracing
-on: the X-Ray SDK then runs in its Lambda mode), against a bare handler's init: `import boto3` and a DynamoDB
-and an EventBridge client."""
+interpreter with the function's template environment and what Lambda adds to it (`LAMBDA_TASK_ROOT`,
+`AWS_LAMBDA_RUNTIME_API`, tracing on: the X-Ray SDK then runs in its Lambda mode), against a bare handler's
+init: `import boto3` and a DynamoDB and an EventBridge client."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import boto3
 dynamodb, events = boto3.client("dynamodb"), boto3.client("events")
 print(time.perf_counter() - start)
 """
+LAMBDA_RUNTIME_API = "127.0.0.1:9001"  # set in every Lambda execution environment (`lorapin.cold_start`)
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
 
@@ -59,7 +60,7 @@ def _handler_probe(spec: FunctionSpec, env: dict[str, str]) -> Probe:
     name = f"lorapin_function_{spec.logical_id}"
     as_in_lambda = {key: value for key, value in env.items() if key != "POWERTOOLS_TRACE_DISABLED"}
     as_in_lambda |= {"LAMBDA_TASK_ROOT": str(spec.code_dir), "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
-                     "_HANDLER": spec.handler}
+                     "_HANDLER": spec.handler, "AWS_LAMBDA_RUNTIME_API": LAMBDA_RUNTIME_API}
     return Probe(f"{spec.code_dir.name}/{path.name}", [HANDLER_PROBE, name, str(path), function_name], as_in_lambda,
                  [])
 

@@ -13,7 +13,8 @@ from infra.build.sam import BuiltStack
 
 RUNNER = Path(__file__).resolve().with_name("lambda_runner.py")
 LAMBDA_ENV = {"LANG": "en_US.UTF-8", "TZ": ":UTC", "PATH": "/usr/local/bin:/usr/bin:/bin",
-              "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512"}
+              "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+              "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
 
 
 class InvocationFailed(RuntimeError):

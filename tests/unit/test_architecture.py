@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 LAYER_ROOT = Path(__file__).resolve().parents[2] / "shared" / "lorapin"
-RANK = {"domain": 0, "observability": 1, "adapters": 2, "services": 3, "http": 4, "runtime": 5}
+RANK = {"domain": 0, "observability": 1, "cold_start": 1, "adapters": 2, "services": 3, "http": 4, "runtime": 5}
 AWS_LIBRARIES = ("boto3", "botocore", "pynamodb", "aws_lambda_powertools")
 
 
