@@ -7,6 +7,7 @@ import contextlib
 import functools
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -57,6 +58,27 @@ def harness(world: Harness) -> Iterator[Harness]:
 
 
 @contextlib.contextmanager
+def _dynamodb_one_request_at_a_time() -> Iterator[None]:
+    """moto's DynamoDB requests, one at a time, as `AtomicMotoServer` runs them: the reconciler
+    works items on threads, and moto's in-process query reads items' attributes while another
+    thread's update changes them ("dictionary keys changed during iteration", seen once in a run)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.Lock()
+    unserialised = DynamoHandler.call_action
+
+    def call_action(handler: Any) -> Any:
+        with lock:
+            return unserialised(handler)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoHandler.call_action = unserialised  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
 def moto_in_process() -> Iterator[Any]:
     """moto in-process with every resource of template.yaml, and the functions' environment set."""
     from aws_lambda_powertools.utilities import parameters
@@ -68,7 +90,7 @@ def moto_in_process() -> Iterator[Any]:
 
     saved = dict(os.environ)
     parameters.clear_caches()  # Powertools keeps one provider (and its endpoint) per process
-    with mock_aws():
+    with mock_aws(), _dynamodb_one_request_at_a_time():
         # moto drops boto3's default session on every start, and with it botocore's cache of
         # service models: keep one for the whole run (moto patches clients of any session).
         boto3.DEFAULT_SESSION = _shared_boto3_session()
