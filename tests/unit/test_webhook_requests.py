@@ -101,6 +101,18 @@ def test_a_url_that_misstates_the_training_is_read_and_activates_what_is_stored(
     assert (version.seq, version.image_count, version.trigger_word) == (1, 0, "TOK")
 
 
+@pytest.mark.parametrize("malformed", [{"seq": "\u00b2"}, {"image_count": "-1"}, {"seq": "9" * 40},
+                                       {"previous_version_id": "not-a-version"}])
+def test_a_url_with_a_malformed_expectation_is_read(webhook: Any, malformed: dict[str, str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    query = {"training_id": SAMPLE_TRAINING, "user_id": SAMPLE_USER, "seq": "1", "image_count": "0"} | malformed
+    assert webhook(load("training_succeeded.json"))["statusCode"] == 401  # stale: fetches the secret only
+    requests = AwsRequests(monkeypatch)
+    response = webhook(delivery(**query))
+    assert json.loads(response["body"]) == {"outcome": "activated"}
+    assert requests.operations == ["TransactGetItems", "TransactWriteItems", "PutEvents"]
+
+
 def test_a_body_with_another_trigger_word_than_stored_activates_the_stored_one(webhook: Any) -> None:
     """The trigger word is taken from the signed body's input only on condition that it is ours."""
     event = load("training_succeeded.json")

@@ -6,6 +6,7 @@ lost webhook recovered by polling is handled exactly like a delivered one.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -88,6 +89,7 @@ class CompletionDecision:
 
 
 FINISHED = (TrainingStatus.SUCCEEDED, *TrainingStatus.failures())
+COUNT_PATTERN = re.compile(r"[0-9]{1,9}")  # a URL's seq or photo count (ASCII digits: int() takes more)
 
 
 def decide_completion(
@@ -165,7 +167,7 @@ class ExpectedTraining:
         """`training_id` and `user_id` as the caller vetted them; None unless every value is well formed."""
         seq, image_count = query.get("seq", ""), query.get("image_count", "")
         previous = query.get("previous_version_id") or None
-        if not (training_id and user_id and seq.isdigit() and image_count.isdigit() and len(seq + image_count) <= 12):
+        if not (training_id and user_id and COUNT_PATTERN.fullmatch(seq) and COUNT_PATTERN.fullmatch(image_count)):
             return None
         if previous is not None and not is_version_id(previous):
             return None
