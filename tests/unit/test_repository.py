@@ -38,17 +38,19 @@ def start(repo: Repository, user: str = "u1", *, replicate_id: str | None = None
     return stored
 
 
-def event_for(training: TrainingItem, version: VersionRef) -> ModelVersionActivated:
+def event_for(training: TrainingItem, version: VersionRef, previous: str | None = None) -> ModelVersionActivated:
     return ModelVersionActivated(user_id=training.user_id, destination=DEST, version_id=version.id,
                                  version_ref=version.ref, trigger_word="TOK", training_id=training.training_id,
-                                 seq=int(training.seq), previous_version_id=None, reason="training",
+                                 seq=int(training.seq), previous_version_id=previous, reason="training",
                                  activated_at=f"2026-01-02T00:00:0{training.seq}.000Z")
 
 
 def activate(repo: Repository, training: TrainingItem, char: str) -> VersionRef:
+    """As the completion does: the event names the version the model's read says it replaces."""
     version = VersionRef.of(DEST, char * 64)
     model = repo.get_model(training.user_id)
-    repo.apply_activation(training, version, event_for(training, version),
+    previous = model.current_version.id if model and model.current_version else None
+    repo.apply_activation(training, version, event_for(training, version, previous),
                           in_flight=model.in_flight_training_id if model else None)
     return version
 

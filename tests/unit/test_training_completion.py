@@ -72,6 +72,28 @@ def test_a_lost_guard_is_decided_again_on_what_the_winner_left(services: Service
     assert len(services.bus.events("ModelVersionActivated")) == 1  # one activation, one event
 
 
+def test_a_rollback_between_the_read_and_the_write_is_the_version_the_event_says_was_replaced(
+        services: Services) -> None:
+    # Given a second training finishing while the user rolls back to the first version, between
+    # the completion's read and its write
+    first = services.train()
+    second = services.train()
+    training = services.start_training()
+    finished = services.replicate.finish_training(str(training.replicate_training_id))
+
+    def rollback() -> None:
+        services.runtime.history().rollback(services.user, first)
+
+    racing = RaceBeforeActivation(services.repository, rollback)
+    result = TrainingCompletion(racing, services.runtime.publisher).apply(finished,
+                                                                          training_id_hint=training.training_id)
+    # Then the activation is written once the state is read again, and names what it replaced
+    assert result.outcome is Outcome.ACTIVATED and racing.attempts == 2
+    activated = services.bus.events("ModelVersionActivated")[-1]
+    assert activated["training_id"] == training.training_id
+    assert activated["previous_version_id"] == first != second
+
+
 def test_a_guard_lost_on_every_attempt_gives_up_after_the_bound(services: Services,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     training = services.start_training()

@@ -214,15 +214,16 @@ class Repository:
 
     # --- training completion (the webhook and the reconciler) ------------------------------------
     def apply_activation(self, training: TrainingItem, version: VersionRef, event: ModelVersionActivated, *,
-                         in_flight: str | None, unread: bool = False) -> dict[str, Any]:
+                         in_flight: str | None) -> dict[str, Any]:
         """Make `version` current, guarded by the training's seq (I1); record it in the history.
 
         Model, training and version change in one transaction, and the training keeps
         `pending_event` until the event is published (the outbox half of I5). Returns that outbox.
         The user's training slot is released in the same write when this training holds it;
-        `in_flight` is the slot as read, and the write is refused if it changed meanwhile.
-        `unread`: `training` and the event were built from a webhook's URL and body, not read, so
-        the write also requires that they are what is stored (`ExpectedTraining`).
+        `in_flight` is the slot as read, and the write is refused if it changed meanwhile, as it is
+        unless the model's current version is the one the event says it replaces and the training
+        is stored as `training` (which may have been read, or built from a webhook's URL and body:
+        `ExpectedTraining`).
         """
         activated_at = event.activated_at
         outbox = to_outbox(event)
@@ -232,11 +233,9 @@ class Repository:
         releases_slot = in_flight == training.training_id
         model_condition = ((ModelItem.applied_seq < training.seq) & (ModelItem.destination == training.destination)
                            & (ModelItem.in_flight_training_id == in_flight if in_flight
-                              else ModelItem.in_flight_training_id.does_not_exist()))
-        training_condition = TrainingItem.status.is_in(*TrainingStatus.in_flight())
-        if unread:
-            model_condition &= _current_version_is(event.previous_version_id)
-            training_condition &= _stored_as(training)
+                              else ModelItem.in_flight_training_id.does_not_exist())
+                           & _current_version_is(event.previous_version_id))
+        training_condition = TrainingItem.status.is_in(*TrainingStatus.in_flight()) & _stored_as(training)
         with guarded_transaction(self._connection) as tx:
             tx.update(
                 ModelItem(training.user_id),

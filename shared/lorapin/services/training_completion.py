@@ -107,7 +107,7 @@ class TrainingCompletion:
                               destination=stored.destination, trainer_version=stored.trainer_version)
         try:
             self._activate(decision, record, previous_version_id=expected.previous_version_id,
-                           in_flight=record.training_id, unread=True, await_receipt=await_receipt)
+                           in_flight=record.training_id, await_receipt=await_receipt)
         except GuardRejected:
             count("WebhookStateRead")  # the URL was stale (or lied): decided again from a read
             return None
@@ -158,15 +158,14 @@ class TrainingCompletion:
         self._repository.settle_model_after_training(record.user_id, record.training_id)
 
     def _activate(self, decision: CompletionDecision, record: TrainingItem, *, previous_version_id: str | None,
-                  in_flight: str | None, await_receipt: bool, unread: bool = False) -> None:
+                  in_flight: str | None, await_receipt: bool) -> None:
         assert decision.version is not None
         event = ModelVersionActivated(
             user_id=record.user_id, destination=record.destination, version_id=decision.version.id,
             version_ref=decision.version.ref, trigger_word=record.trigger_word, training_id=record.training_id,
             seq=int(record.seq), previous_version_id=previous_version_id, reason=ActivationReason.TRAINING,
             activated_at=now_iso())
-        outbox = self._repository.apply_activation(record, decision.version, event, in_flight=in_flight,
-                                                   unread=unread)
+        outbox = self._repository.apply_activation(record, decision.version, event, in_flight=in_flight)
         # leased to us by that write: no need to read it back
         if await_receipt:
             self.outbox.publish_awaiting_receipt(TrainingItem(record.training_id), outbox)
