@@ -178,9 +178,13 @@ class ExpectedTraining:
         training in flight under Replicate's id, its trainer the one the signed body names, its
         destination the model of the version it reports. None when the body cannot say."""
         output = training.output.get("version") if isinstance(training.output, dict) else None
-        if not (isinstance(output, str) and ":" in output and training.version):
+        try:
+            reported = VersionRef.parse(output)  # owner/name:id (no destination to default to)
+        except InvalidVersionRef:
+            return None
+        if not training.version:
             return None
         stored = StoredTraining(training_id=self.training_id, replicate_training_id=training.id, seq=self.seq,
-                                destination=output.partition(":")[0], trainer_version=training.version,
+                                destination=str(reported.model), trainer_version=training.version,
                                 status=TrainingStatus.PROCESSING)
         return stored, StoredModel(applied_seq=self.seq - 1, current_version_id=self.previous_version_id)
