@@ -1,4 +1,4 @@
-"""Invoke a function of a built stack in a clean `python3.12 -I -S` process (`lambda_runner.py`)."""
+"""Invoke a function of a built stack in a clean `python3.12 -I -S -B` process (`lambda_runner.py`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class Invocation:
     modules: dict[str, str]  # every module loaded: name → file
     stdlib: list[str]
     init_ms: float
+    compiled: list[str]  # source files compiled to import the handler and run it: they had no bytecode
     output: str  # what the function printed (its logs and metrics)
 
     def modules_outside(self, *roots: Path) -> dict[str, str]:
@@ -47,7 +48,7 @@ def invoke_built(python312: Path, built: BuiltStack, function_id: str, runtime: 
                    "runtime": str(runtime.resolve()), "handler": spec.handler, "function_name": function_id,
                    "event": event, "result": str(Path(scratch) / "result.json")}
         (Path(scratch) / "spec.json").write_text(json.dumps(request), encoding="utf-8")
-        done = subprocess.run([str(python312), "-I", "-S", str(RUNNER), str(Path(scratch) / "spec.json")],
+        done = subprocess.run([str(python312), "-I", "-S", "-B", str(RUNNER), str(Path(scratch) / "spec.json")],
                               cwd=scratch, env={**LAMBDA_ENV, **env, "LAMBDA_TASK_ROOT": str(task)},
                               capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0:
@@ -55,4 +56,4 @@ def invoke_built(python312: Path, built: BuiltStack, function_id: str, runtime: 
                                    f"{(done.stdout + done.stderr)[-4000:]}")
         result = json.loads((Path(scratch) / "result.json").read_text(encoding="utf-8"))
     return Invocation(result["response"], result["modules"], result["stdlib"], float(result["init_ms"]),
-                      done.stdout + done.stderr)
+                      list(result["compiled"]), done.stdout + done.stderr)

@@ -1,11 +1,13 @@
 """Run one handler of a *built* function the way Lambda's python3.12 runtime does, in a fresh
-process started as `python3.12 -I -S lambda_runner.py SPEC.json`: nothing is importable but the
+process started as `python3.12 -I -S -B lambda_runner.py SPEC.json`: nothing is importable but the
 standard library, the function's folder, its layers' `python/` and the runtime's boto3, in that
-order (Lambda's: /var/task, /opt/python, the runtime's site-packages).
+order (Lambda's: /var/task, /opt/python, the runtime's site-packages), and no bytecode is written
+(Lambda's /var/task and /opt are read-only: what ships without it is compiled at every cold start).
 
 SPEC.json: {"task", "layers", "runtime", "handler", "function_name", "event" (or null: import
 only), "result"}. The result file gets {"response", "modules" (name → file of every module
-loaded), "stdlib", "init_ms"}; stdout is left to the function's own logs and metrics.
+loaded), "stdlib", "init_ms", "compiled" (the source files Python compiled to import them, in the
+order it did: what had no usable bytecode)}; stdout is left to the function's own logs and metrics.
 
 Standard library only: it runs before anything else can be imported.
 """
@@ -13,6 +15,7 @@ Standard library only: it runs before anything else can be imported.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import json
 import sys
 import sysconfig
@@ -38,12 +41,26 @@ class Context:
         return 20000
 
 
+def record_compiles() -> list[str]:
+    """Every source file the import system compiles from now on (it found no usable bytecode)."""
+    compiled: list[str] = []
+    source_to_code = importlib.machinery.SourceFileLoader.source_to_code
+
+    def recording(self: Any, data: Any, path: Any, **kwargs: Any) -> Any:
+        compiled.append(str(path))
+        return source_to_code(self, data, path, **kwargs)
+
+    importlib.machinery.SourceFileLoader.source_to_code = recording  # type: ignore[method-assign]
+    return compiled
+
+
 def main(spec_path: str) -> int:
     with open(spec_path, encoding="utf-8") as handle:
         spec: dict[str, Any] = json.load(handle)
     sys.path[:0] = [spec["task"], *spec["layers"]]
     sys.path.append(spec["runtime"])
     module_name, _, function_name = spec["handler"].rpartition(".")
+    compiled = record_compiles()
     started = time.perf_counter()
     handler = getattr(importlib.import_module(module_name), function_name)
     init_ms = (time.perf_counter() - started) * 1000
@@ -53,7 +70,7 @@ def main(spec_path: str) -> int:
     modules = {name: module.__file__ for name, module in list(sys.modules.items())
                if getattr(module, "__file__", None) and name != "__main__"}  # __main__: this runner
     paths = sysconfig.get_paths()
-    result = {"response": response, "modules": modules, "init_ms": init_ms,
+    result = {"response": response, "modules": modules, "init_ms": init_ms, "compiled": compiled,
               "stdlib": sorted({paths["stdlib"], paths["platstdlib"]}), "sys_path": sys.path}
     with open(spec["result"], "w", encoding="utf-8") as handle:
         json.dump(result, handle, default=str)

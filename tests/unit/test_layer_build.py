@@ -5,6 +5,8 @@ what only they need) and what it must keep, on made-up installs; and the wiring 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,32 @@ def test_removing_a_distribution_deletes_its_files_and_the_folders_left_empty(la
     assert not list(layer.glob("botocore-*"))
     assert (layer / "pynamodb" / "__init__.py").is_file()
 
+
+def test_bytecode_replaces_third_party_sources_and_sits_beside_lorapins(tmp_path: Path) -> None:
+    (tmp_path / "lorapin").mkdir()
+    (tmp_path / "lorapin" / "__init__.py").write_text("WHO = 'lorapin'\n")
+    (tmp_path / "wrapt").mkdir()
+    (tmp_path / "wrapt" / "__init__.py").write_text("from wrapt.core import NAME\n")
+    (tmp_path / "wrapt" / "core.py").write_text("NAME = 'wrapt'\n")
+    (tmp_path / "wrapt" / "py2_example.py").write_text("print 'only Python 2'\n")
+
+    invalid = build_layer.compile_bytecode(tmp_path)
+
+    assert invalid == ["wrapt/py2_example.py"]  # left as it was: nothing imports it
+    assert sorted(p.name for p in (tmp_path / "wrapt").iterdir()) == ["__init__.pyc", "core.pyc", "py2_example.py"]
+    assert (tmp_path / "lorapin" / "__init__.py").is_file()
+    # imported as Lambda would (nothing may be written), nothing is compiled from source
+    probe = ("import importlib.machinery as m, sys\n"
+             f"sys.path.insert(0, {str(tmp_path)!r})\n"
+             "compiled = []\n"
+             "original = m.SourceFileLoader.source_to_code\n"
+             "m.SourceFileLoader.source_to_code = lambda self, data, path, **k: (compiled.append(path),"
+             " original(self, data, path, **k))[1]\n"
+             "import lorapin, wrapt\n"
+             "print(lorapin.WHO, wrapt.NAME, compiled, lorapin.__file__.endswith('.py'))\n")
+    done = subprocess.run([sys.executable, "-I", "-B", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["lorapin", "wrapt", "[]", "True"]
 
 def test_the_layer_leaves_out_exactly_what_the_runtime_provides() -> None:
     assert {"boto3", "botocore", "s3transfer"} == build_layer.RUNTIME_PROVIDED
