@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
         if not args.stock_stack:
             resources.enter_context(process_containers(stack, args.containers))
         if args.only in (None, "core"):
-            _progress(f"cold starts ({args.import_runs} fresh processes each)")
-            rows += measure_cold_starts(stack.template.functions(), stack.aws.function_env, runs=args.import_runs)
+            _progress(f"cold starts of the built artifact ({args.import_runs} fresh processes each)")
+            rows += measure_cold_starts(stack.aws.function_env, runs=args.import_runs)
             seeder = Seeder(stack)
             _progress(f"webhook latency ({args.requests} activations)")
             rows += measure_webhook_latency(stack, seeder, args.requests, moto.calls)

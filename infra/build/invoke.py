@@ -42,17 +42,26 @@ def invoke_built(python312: Path, built: BuiltStack, function_id: str, runtime: 
     """Import `function_id`'s handler from the built artifact (and call it with `event`, if any)
     with only its folder, its layers' python/ and `runtime` (the runtime's boto3) importable."""
     spec = built.functions()[function_id]
-    task = spec.code_dir.resolve()
+    layers = [folder / "python" for folder in built.layer_folders(function_id)]
+    return run_handler(python312, spec.code_dir, layers, runtime, spec.handler, function_id, env, event,
+                       timeout=timeout)
+
+
+def run_handler(python312: Path, task: Path, layers: list[Path], runtime: Path, handler: str, function_name: str,
+                env: dict[str, str], event: dict[str, Any] | None = None, *, timeout: float = 120) -> Invocation:
+    """Import `handler` ("module.function") from `task`, `layers` and `runtime` alone, in a fresh
+    process as Lambda's python3.12 runtime would, and call it with `event` when one is given."""
+    task = task.resolve()
     with tempfile.TemporaryDirectory(prefix="lorapin-artifact-") as scratch:
-        request = {"task": str(task), "layers": [str(folder / "python") for folder in built.layer_folders(function_id)],
-                   "runtime": str(runtime.resolve()), "handler": spec.handler, "function_name": function_id,
-                   "event": event, "result": str(Path(scratch) / "result.json")}
+        request = {"task": str(task), "layers": [str(layer) for layer in layers], "runtime": str(runtime.resolve()),
+                   "handler": handler, "function_name": function_name, "event": event,
+                   "result": str(Path(scratch) / "result.json")}
         (Path(scratch) / "spec.json").write_text(json.dumps(request), encoding="utf-8")
         done = subprocess.run([str(python312), "-I", "-S", "-B", str(RUNNER), str(Path(scratch) / "spec.json")],
                               cwd=scratch, env={**LAMBDA_ENV, **env, "LAMBDA_TASK_ROOT": str(task)},
                               capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0:
-            raise InvocationFailed(f"{function_id} failed in the built artifact (exit {done.returncode}):\n"
+            raise InvocationFailed(f"{function_name} failed in the built artifact (exit {done.returncode}):\n"
                                    f"{(done.stdout + done.stderr)[-4000:]}")
         result = json.loads((Path(scratch) / "result.json").read_text(encoding="utf-8"))
     return Invocation(result["response"], result["modules"], result["stdlib"], float(result["init_ms"]),
