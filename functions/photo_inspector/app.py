@@ -12,11 +12,11 @@ from lorapin.cold_start import collecting_later
 with collecting_later():  # the init, without the cyclic GC scanning it over and over
     from typing import Any
 
-    from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from lorapin.observability import logger, metrics, tracer
     from lorapin.runtime import get_runtime
+    from lorapin.services.photo_inspection import ObjectCreated
 
     runtime = get_runtime()  # settings validated at cold start
     inspections = runtime.photo_inspections()
@@ -34,8 +34,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         done = inspections.inspect_keys(str(request["user_id"]), [str(k) for k in request["keys"]],
                                         budget_seconds=budget)
         return {"inspected": done}
-    notification = S3EventBridgeNotificationEvent(event)
-    key = notification.detail.object.key
-    logger.append_keys(photo_key=key)
-    item = inspections.on_arrival(key, etag=notification.detail.object.etag)
-    return {"photo_key": key, "inspected": item is not None, "usable": bool(item and item.usable)}
+    arrived = ObjectCreated.from_event(event)
+    logger.append_keys(photo_key=arrived.key)
+    item = inspections.on_arrival(arrived.key, etag=arrived.etag)
+    return {"photo_key": arrived.key, "inspected": item is not None, "usable": bool(item and item.usable)}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +13,11 @@ from infra.local.photos_fixture import make_photo
 from lorapin.adapters.media import MediaStore
 from lorapin.adapters.photo_records import PhotoRecords
 from lorapin.domain.photo_set import MAX_IMAGE_BYTES
-from lorapin.services.photo_inspection import PhotoInspections, UploadKey
+from lorapin.services.photo_inspection import ObjectCreated, PhotoInspections, UploadKey
 from tests.unit.conftest import Services
 
 pytestmark = pytest.mark.unit
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 def upload_key(services: Services, extension: str = "jpg") -> str:
@@ -149,3 +152,12 @@ def test_a_removed_photo_stays_removed_when_its_bytes_are_inspected_again(servic
     services.runtime.media.put(key, make_photo(7), "image/jpeg")
     again = inspections(services).on_arrival(key, etag=services.runtime.media.head(key).etag)  # type: ignore[union-attr]
     assert again is not None and again.excluded_from == "trn_base"
+
+
+def test_the_object_created_event_gives_the_key_and_etag() -> None:
+    event = json.loads((EVENTS / "photo_uploaded.json").read_text(encoding="utf-8"))
+    arrived = ObjectCreated.from_event(event)
+    assert arrived == ObjectCreated(key="users/user-sample-1/uploads/0f1e2d3c4b5a69788796a5b4c3d2e1f0.jpg",
+                                    etag="b1946ac92492d2347c6235b4d2611184")
+    del event["detail"]["object"]["etag"]
+    assert ObjectCreated.from_event(event).etag is None

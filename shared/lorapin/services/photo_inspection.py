@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from lorapin.adapters.media import MediaStore, user_prefix
 from lorapin.adapters.photo_records import PhotoRecords
@@ -22,6 +23,24 @@ from lorapin.observability import count, logger
 from lorapin.services.uploads import UPLOAD_NAME_PATTERN
 
 _UPLOAD_KEY = re.compile(r"users/(?P<user_id>.+)/uploads/(?P<name>" + UPLOAD_NAME_PATTERN + ")")
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    """What the inspector reads of S3's "Object Created" event, delivered by EventBridge: the
+    object's key, as Powertools reads it (an upload's key is a hex name: nothing to decode), and its
+    ETag.
+
+    Read here rather than through Powertools' `S3EventBridgeNotificationEvent`: its package imports
+    every event class Powertools knows, ~10 ms of the inspector's cold start for two fields."""
+
+    key: str
+    etag: str | None
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> ObjectCreated:
+        stored = event["detail"]["object"]
+        return cls(key=str(stored["key"]), etag=stored.get("etag") or None)
 
 
 @dataclass(frozen=True)
