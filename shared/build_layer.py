@@ -12,6 +12,11 @@ file by file from each distribution's RECORD. A distribution is kept when a requ
 without passing through a runtime package (an extra's requirements only when the extra is asked
 for; other markers are not evaluated, so in doubt a distribution is kept).
 
+Then what nothing in the layer loads is left out (`prune`): Powertools utilities lorapin does not use,
+the Swagger UI Powertools bundles for `enable_swagger()` (lorapin serves its OpenAPI document, not
+that page), C sources and type stubs; the build fails if anything kept imports a module left out
+(`imports_of`), so an upgrade that starts using one cannot ship a layer that breaks at run time.
+
 Then bytecode (`compile_bytecode`). Lambda's /opt is read-only, so Python cannot cache what it
 compiles: a layer shipped as sources alone (as SAM's python builder ships one) is compiled again at
 every cold start, ~340 ms of the training API's 564 ms init. Third-party modules ship as bytecode
@@ -26,6 +31,7 @@ library only:
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import py_compile
 import re
@@ -40,6 +46,12 @@ HERE = Path(__file__).resolve().parent
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})  # Lambda's python3.12 runtime has them
 PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
 PYTHON_VERSION = "3.12"
+UNUSED_PACKAGES = tuple(f"aws_lambda_powertools.utilities.{name}" for name in (
+    "auth_alpha", "batch", "circuit_breaker", "data_masking", "feature_flags", "idempotency", "kafka", "metadata",
+    "parser", "streaming"))
+UNUSED_FILES = ("aws_lambda_powertools/event_handler/openapi/swagger_ui/*.js",
+                "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.css",
+                "wrapt-stubs/*", "**/*.c", "**/*.pyi")
 _REQUIREMENT = re.compile(r"\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?"
                           r"[^;]*(?:;(?P<marker>.*))?")
 _EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
@@ -99,6 +111,65 @@ def remove(folder: Path, dist: Distribution) -> None:
             directory = directory.parent
 
 
+class PrunedModuleImported(RuntimeError):
+    """A module kept in the layer imports one that `prune` left out."""
+
+
+def module_name(out: Path, source: Path) -> str:
+    parts = list(source.relative_to(out).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(out: Path, source: Path) -> set[str]:
+    """Every module `source` may import, wherever the statement is (a function's body, a
+    `TYPE_CHECKING` block): for `from a import b`, both `a` and `a.b`. Empty for a file that is not
+    valid Python for this interpreter (`compile_bytecode` leaves those as they are)."""
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except SyntaxError:
+        return set()
+    name = module_name(out, source)
+    package = name if source.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == package or module.startswith(f"{package}.") for package in packages)
+
+
+def prune(out: Path, packages: tuple[str, ...] = UNUSED_PACKAGES, files: tuple[str, ...] = UNUSED_FILES) -> None:
+    """Remove `packages` and `files` (globs) from `out`; refuse, removing nothing, when a module
+    that stays imports one of `packages`."""
+    sources = sorted(out.rglob("*.py"))
+    importers = {f"{module_name(out, source)} imports {target}"
+                 for source in sources if not _within(module_name(out, source), packages)
+                 for target in imports_of(out, source) if _within(target, packages)}
+    if importers:
+        raise PrunedModuleImported("left out of the layer but imported: " + "; ".join(sorted(importers)))
+    for package in packages:
+        shutil.rmtree(out.joinpath(*package.split(".")), ignore_errors=True)
+    emptied: set[Path] = set()
+    for pattern in files:
+        for path in list(out.glob(pattern)):
+            if path.is_file():
+                path.unlink()
+                emptied.add(path.parent)
+    for directory in emptied:
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()  # a stubs-only package, say
+
+
 def compile_bytecode(out: Path, runtime_root: str = "/opt/python") -> list[str]:
     """Bytecode for every module in `out` (a layer's python/): lorapin's beside its sources, every
     other module's in place of its source, its tracebacks naming `runtime_root` (where Lambda
@@ -138,6 +209,7 @@ def build(out: Path, architecture: str) -> list[str]:
     for name in sorted(to_remove(dists, roots)):
         remove(out, dists[name])
     shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts: nothing runs them in Lambda
+    prune(out)
     compile_bytecode(out)
     return left_out
 

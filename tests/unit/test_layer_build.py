@@ -96,6 +96,55 @@ def test_bytecode_replaces_third_party_sources_and_sits_beside_lorapins(tmp_path
                           check=True)
     assert done.stdout.split() == ["lorapin", "wrapt", "[]", "True"]
 
+def made_up_package(root: Path, files: dict[str, str]) -> Path:
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    return root
+
+
+def test_pruning_removes_unused_packages_and_files_and_keeps_the_rest(tmp_path: Path) -> None:
+    layer = made_up_package(tmp_path, {
+        "tools/__init__.py": "from tools import core\n",
+        "tools/core.py": "X = 1\n",
+        "tools/batch/__init__.py": "from ..parser import models\n",  # unused, and so is what it imports
+        "tools/parser/models.py": "Y = 2\n",
+        "tools/ui/page.py": "Z = 3\n",
+        "tools/ui/bundle.min.js": "/* 1.5 MB */\n",
+        "typed-stubs/__init__.pyi": "X: int\n",
+    })
+    build_layer.prune(layer, packages=("tools.batch", "tools.parser"), files=("tools/ui/*.js", "**/*.pyi"))
+    kept = sorted(path.relative_to(layer).as_posix() for path in layer.rglob("*") if path.is_file())
+    assert kept == ["tools/__init__.py", "tools/core.py", "tools/ui/page.py"]
+    assert not (layer / "typed-stubs").exists()  # a folder emptied by the pruning goes too
+
+
+@pytest.mark.parametrize("statement", [
+    "from tools.batch import run\n",
+    "import tools.batch.types\n",
+    "from tools import batch\n",
+    "from .batch import run\n",
+    "def later():\n    from tools.batch import run\n",  # imported on first use, still imported
+    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from tools.batch import Run\n",
+])
+def test_pruning_refuses_a_package_that_a_kept_module_imports(tmp_path: Path, statement: str) -> None:
+    layer = made_up_package(tmp_path, {"tools/__init__.py": "", "tools/core.py": statement,
+                                       "tools/batch/__init__.py": "run = print\n"})
+    with pytest.raises(build_layer.PrunedModuleImported, match=re.escape("tools.core imports tools.batch")):
+        build_layer.prune(layer, packages=("tools.batch",), files=())
+    assert (layer / "tools" / "batch" / "__init__.py").is_file()  # nothing removed
+
+
+def test_powertools_packages_the_layer_leaves_out_are_ones_lorapin_never_imports() -> None:
+    lorapin = REPO_ROOT / "shared"
+    imported = {target for source in (lorapin / "lorapin").rglob("*.py")
+                for target in build_layer.imports_of(lorapin, source)}
+    imported |= {target for source in (REPO_ROOT / "functions").rglob("*.py")
+                 for target in build_layer.imports_of(source.parent, source)}
+    assert "aws_lambda_powertools.utilities.parameters" in imported  # the scan sees what lorapin uses
+    assert {module for module in imported if build_layer._within(module, build_layer.UNUSED_PACKAGES)} == set()
+
+
 def test_the_layer_leaves_out_exactly_what_the_runtime_provides() -> None:
     assert {"boto3", "botocore", "s3transfer"} == build_layer.RUNTIME_PROVIDED
     listed = build_layer.requirements((REPO_ROOT / "shared" / "requirements.txt").read_text().splitlines())
