@@ -16,6 +16,8 @@ Then what nothing in the layer loads is left out (`prune`): Powertools utilities
 the Swagger UI Powertools bundles for `enable_swagger()` (lorapin serves its OpenAPI document, not
 that page), C sources and type stubs; the build fails if anything kept imports a module left out
 (`imports_of`), so an upgrade that starts using one cannot ship a layer that breaks at run time.
+Imports spelled as strings (`importlib.import_module`) are not seen; in Powertools today those are
+the Tracer's (of the X-Ray SDK, kept) and the pruned packages' own.
 
 Then bytecode (`compile_bytecode`). Lambda's /opt is read-only, so Python cannot cache what it
 compiles: a layer shipped as sources alone (as SAM's python builder ships one) is compiled again at
@@ -144,7 +146,7 @@ def imports_of(out: Path, source: Path) -> set[str]:
     return found
 
 
-def _within(module: str, packages: tuple[str, ...]) -> bool:
+def within(module: str, packages: tuple[str, ...]) -> bool:
     return any(module == package or module.startswith(f"{package}.") for package in packages)
 
 
@@ -153,8 +155,8 @@ def prune(out: Path, packages: tuple[str, ...] = UNUSED_PACKAGES, files: tuple[s
     that stays imports one of `packages`."""
     sources = sorted(out.rglob("*.py"))
     importers = {f"{module_name(out, source)} imports {target}"
-                 for source in sources if not _within(module_name(out, source), packages)
-                 for target in imports_of(out, source) if _within(target, packages)}
+                 for source in sources if not within(module_name(out, source), packages)
+                 for target in imports_of(out, source) if within(target, packages)}
     if importers:
         raise PrunedModuleImported("left out of the layer but imported: " + "; ".join(sorted(importers)))
     for package in packages:

@@ -142,7 +142,7 @@ def test_powertools_packages_the_layer_leaves_out_are_ones_lorapin_never_imports
     imported |= {target for source in (REPO_ROOT / "functions").rglob("*.py")
                  for target in build_layer.imports_of(source.parent, source)}
     assert "aws_lambda_powertools.utilities.parameters" in imported  # the scan sees what lorapin uses
-    assert {module for module in imported if build_layer._within(module, build_layer.UNUSED_PACKAGES)} == set()
+    assert {module for module in imported if build_layer.within(module, build_layer.UNUSED_PACKAGES)} == set()
 
 
 def test_the_layer_leaves_out_exactly_what_the_runtime_provides() -> None:
