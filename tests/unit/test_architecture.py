@@ -7,10 +7,11 @@ imports nothing from `functions/`, `infra/` or `tests/`, and the domain knows no
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+import build_layer
 
 LAYER_ROOT = Path(__file__).resolve().parents[2] / "shared" / "lorapin"
 RANK = {"domain": 0, "observability": 1, "cold_start": 1, "adapters": 2, "services": 3, "http": 4, "runtime": 5}
@@ -18,8 +19,7 @@ AWS_LIBRARIES = ("boto3", "botocore", "pynamodb", "aws_lambda_powertools")
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(LAYER_ROOT.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    return build_layer.module_name(LAYER_ROOT.parent, path)
 
 
 def layer_of(module: str) -> str:
@@ -27,15 +27,10 @@ def layer_of(module: str) -> str:
     return module.split(".")[1]
 
 
-def imports_of(path: Path) -> list[str]:
-    """Every module `path` imports, at the top or inside a function (lazy imports count too)."""
-    found: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append(node.module)
-    return found
+def imports_of(path: Path, root: Path = LAYER_ROOT.parent) -> set[str]:
+    """Every module `path` (under `root`) imports, at the top or inside a function (lazy imports
+    count too), relative imports resolved: read as the layer build reads them before pruning."""
+    return build_layer.imports_of(root, path)
 
 
 MODULES = sorted(path for path in LAYER_ROOT.rglob("*.py") if module_name(path) != "lorapin")
@@ -69,5 +64,5 @@ def test_the_check_itself_sees_an_upward_import(tmp_path: Path) -> None:
     """The rule above must be able to fail: a domain module importing a service is caught."""
     bad = tmp_path / "bad.py"
     bad.write_text("from lorapin.services.generation import Generations\n", encoding="utf-8")
-    upward = [m for m in imports_of(bad) if m.startswith("lorapin.") and RANK[layer_of(m)] > RANK["domain"]]
-    assert upward == ["lorapin.services.generation"]
+    upward = {m for m in imports_of(bad, tmp_path) if m.startswith("lorapin.") and RANK[layer_of(m)] > RANK["domain"]}
+    assert upward == {"lorapin.services.generation", "lorapin.services.generation.Generations"}
