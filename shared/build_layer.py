@@ -17,16 +17,19 @@ the Swagger UI Powertools bundles for `enable_swagger()` (lorapin serves its Ope
 that page), C sources and type stubs; the build fails if anything kept imports a module left out
 (`imports_of`), so an upgrade that starts using one cannot ship a layer that breaks at run time.
 Imports spelled as strings (`importlib.import_module`) are not seen; in Powertools today those are
-the Tracer's (of the X-Ray SDK, kept) and the pruned packages' own.
+the Tracer's (of the X-Ray SDK, kept) and the pruned packages' own. Two more cuts, checked the same
+way: anyio, which only httpcore imports and only for async clients (`OPTIONAL_LEFT_OUT`; lorapin's
+Replicate calls are synchronous), and of `packaging` only the modules something imports
+(`IMPORTED_MODULES_ONLY`; refused for a package that imports by name).
 
 Then bytecode (`compile_bytecode`). Lambda's /opt is read-only, so Python cannot cache what it
 compiles: a layer shipped as sources alone (as SAM's python builder ships one) is compiled again at
 every cold start, ~340 ms of the training API's 564 ms init. Third-party modules ship as bytecode
 only, in place of their sources (as Datadog's layer does; bytecode beside the sources would add
-3.4 MB to the zipped layer); lorapin keeps its sources beside its bytecode, so its tracebacks show
-their lines. Bytecode is hash-based and unchecked (PEP 552): a zip keeps no modification times to
-check. It must be made by the Python the runtime runs, so this script refuses any other. Standard
-library only:
+3.4 MB to the zipped layer), and without docstrings (asserts kept); lorapin keeps its sources and
+docstrings beside its bytecode, so its tracebacks show their lines. Bytecode is hash-based and
+unchecked (PEP 552): a zip keeps no modification times to check. It must be made by the Python the
+runtime runs, so this script refuses any other. Standard library only:
     python3.12 build_layer.py --out DIR [--architecture arm64|x86_64]
 """
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import marshal
 import py_compile
 import re
 import shutil
@@ -54,6 +58,11 @@ UNUSED_PACKAGES = tuple(f"aws_lambda_powertools.utilities.{name}" for name in (
 UNUSED_FILES = ("aws_lambda_powertools/event_handler/openapi/swagger_ui/*.js",
                 "aws_lambda_powertools/event_handler/openapi/swagger_ui/*.css",
                 "wrapt-stubs/*", "**/*.c", "**/*.pyi")
+# Of `packaging`, replicate uses `packaging.version` alone (in replicate.schema); the rest is 0.17 MB zipped.
+IMPORTED_MODULES_ONLY = ("packaging",)
+# anyio is what httpx's async clients run on; httpcore, the only package that imports it, does so
+# optionally (`httpcore[asyncio]`), and lorapin calls Replicate synchronously (0.31 MB zipped).
+OPTIONAL_LEFT_OUT = {"anyio": "httpcore"}
 _REQUIREMENT = re.compile(r"\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?"
                           r"[^;]*(?:;(?P<marker>.*))?")
 _EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
@@ -172,27 +181,112 @@ def prune(out: Path, packages: tuple[str, ...] = UNUSED_PACKAGES, files: tuple[s
             directory.rmdir()  # a stubs-only package, say
 
 
+def imported_by_name(source: Path) -> list[str | None]:
+    """What `source` imports through `importlib.import_module` or `__import__`, which `imports_of`
+    does not see: each module's name when it is written out, None when it is computed."""
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except SyntaxError:
+        return []
+    return [node.args[0].value if node.args and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str) else None
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and (getattr(node.func, "attr", None) == "import_module"
+                                               or getattr(node.func, "id", None) in ("__import__", "import_module"))]
+
+
+def keep_imported_modules(out: Path, packages: tuple[str, ...] = IMPORTED_MODULES_ONLY) -> None:
+    """Of each package in `packages`, keep only the modules that a module outside it imports, the
+    modules those import (by name too, when the name is written out) and their parent packages;
+    remove the others. Refuses, removing nothing, when a module of the package computes the name of
+    a module it imports."""
+    sources = {module_name(out, source): source for source in sorted(out.rglob("*.py"))}
+    for package in packages:
+        inside = {name for name in sources if within(name, (package,))}
+        by_name = {name: imported_by_name(sources[name]) for name in inside}
+        unreadable = sorted(name for name, targets in by_name.items() if None in targets)
+        if unreadable:
+            raise PrunedModuleImported(f"{', '.join(unreadable)} imports modules by computed names: "
+                                       f"{package} cannot be trimmed")
+        pending = [target for name, source in sources.items() if name not in inside
+                   for target in imports_of(out, source) if within(target, (package,))]
+        kept: set[str] = set()
+        while pending:
+            name = pending.pop()
+            if name in kept or name not in inside:  # `from a import b` names `a.b`, a module or not
+                continue
+            kept.add(name)
+            parts = name.split(".")
+            pending += [".".join(parts[:end]) for end in range(1, len(parts))]
+            pending += [*imports_of(out, sources[name]), *(target for target in by_name[name] if target)]
+        for name in inside - kept:
+            sources[name].unlink()
+        for directory in sorted({sources[name].parent for name in inside - kept}, key=lambda p: len(p.parts),
+                                reverse=True):
+            if directory.is_dir() and not any(path.suffix == ".py" for path in directory.rglob("*")):
+                shutil.rmtree(directory)  # a subpackage none of whose modules is kept, with its data files
+
+
+def leave_out_optional(out: Path, optional: dict[str, str] = OPTIONAL_LEFT_OUT) -> None:
+    """Remove each distribution in `optional` (its name → the one package allowed to import it,
+    which treats it as optional); refuse, removing nothing, when any other module imports it."""
+    dists = installed(out)
+    importers = {f"{module_name(out, source)} imports {target}"
+                 for source in sorted(out.rglob("*.py"))
+                 for name, owner in optional.items()
+                 if not within(module_name(out, source), (name.replace("-", "_"), owner))
+                 for target in imports_of(out, source) if within(target, (name.replace("-", "_"),))}
+    if importers:
+        raise PrunedModuleImported("left out of the layer but imported: " + "; ".join(sorted(importers)))
+    for name in optional:
+        if normalise(name) in dists:
+            remove(out, dists[normalise(name)])
+
+
+def without_docstrings(tree: ast.Module) -> ast.Module:
+    """`tree` with the docstrings of its module, classes and functions removed, as `python -OO`
+    compiles it, but with its asserts kept (a library's own checks still run)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value,
+                                                                                                    str):
+                node.body[:1] = [] if len(node.body) > 1 else [ast.copy_location(ast.Pass(), first)]
+    return tree
+
+
+def third_party_bytecode(source: Path, shown_as: str) -> bytes:
+    """A hash-based, unchecked .pyc (PEP 552) of `source` without its docstrings, its tracebacks
+    naming `shown_as`. Raises SyntaxError for a file that is not valid Python for this interpreter."""
+    data = source.read_bytes()
+    code = compile(without_docstrings(ast.parse(data, filename=shown_as)), shown_as, "exec", dont_inherit=True)
+    flags = 0b01  # hash-based, source not checked
+    return importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little") + importlib.util.source_hash(data) + \
+        marshal.dumps(code)
+
+
 def compile_bytecode(out: Path, runtime_root: str = "/opt/python") -> list[str]:
     """Bytecode for every module in `out` (a layer's python/): lorapin's beside its sources, every
-    other module's in place of its source, its tracebacks naming `runtime_root` (where Lambda
-    mounts a layer). Returns the files that are not valid Python for this interpreter (a package's
-    Python 2 example, say), left as they are; lorapin must compile."""
+    other module's in place of its source and without docstrings (0.43 MB of the zipped layer, which
+    nothing reads), its tracebacks naming `runtime_root` (where Lambda mounts a layer). Returns the
+    files that are not valid Python for this interpreter (a package's Python 2 example, say), left as
+    they are; lorapin must compile."""
     own = out / "lorapin"
     invalid: list[str] = []
     for source in sorted(out.rglob("*.py")):
-        ours = own in source.parents
         relative = source.relative_to(out).as_posix()
-        bytecode = importlib.util.cache_from_source(str(source)) if ours else f"{source}c"  # __pycache__/ or beside
-        try:
-            py_compile.compile(str(source), cfile=bytecode, dfile=f"{runtime_root}/{relative}", doraise=True,
+        if own in source.parents:
+            py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)),
+                               dfile=f"{runtime_root}/{relative}", doraise=True,
                                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
-        except py_compile.PyCompileError:
-            if ours:
-                raise
+            continue
+        try:
+            bytecode = third_party_bytecode(source, f"{runtime_root}/{relative}")
+        except SyntaxError:
             invalid.append(relative)
             continue
-        if not ours:
-            source.unlink()
+        Path(f"{source}c").write_bytes(bytecode)
+        source.unlink()
     return invalid
 
 
@@ -212,6 +306,8 @@ def build(out: Path, architecture: str) -> list[str]:
         remove(out, dists[name])
     shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts: nothing runs them in Lambda
     prune(out)
+    leave_out_optional(out)
+    keep_imported_modules(out)
     compile_bytecode(out)
     return left_out
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from infra.build.invoke import Invocation, invoke_built
+from infra.build.invoke import Invocation, invoke_built, run_handler
 from infra.build.python312 import Python312Missing, find_python312
 from infra.build.runtime import runtime_boto3
 from infra.build.sam import BuildFailed, BuiltStack, sam_build
@@ -157,6 +157,42 @@ def test_the_photo_inspector_imports_no_event_classes_at_its_cold_start(imported
     of one event (`lorapin.services.photo_inspection.ObjectCreated`)."""
     loaded = imported["PhotoInspectorFunction"].modules
     assert "aws_lambda_powertools.utilities.data_classes" not in loaded
+
+
+REPLICATE_PROBE = """
+import sys
+
+from lorapin.adapters.replicate_gateway import ReplicateGateway
+from lorapin.domain.versions import ModelName
+
+
+def handler(event, context):
+    gateway = ReplicateGateway("r8_artifact", event["base_url"])
+    model = ModelName.parse("artifact/probe")
+    created = not gateway.model_exists(model)
+    gateway.create_model(model, hardware="cpu")
+    trainer = ModelName.parse(event["trainer"])
+    return {"created": created and gateway.model_exists(model), "trainer_latest": gateway.latest_version_id(trainer),
+            "loaded": sorted(name for name in sys.modules if name.split(".")[0] in ("anyio", "packaging", "httpcore"))}
+"""
+
+
+def test_the_layers_replicate_client_calls_replicate_without_what_the_layer_leaves_out(
+        artifact: Artifact, tmp_path: Path) -> None:
+    """anyio (async clients only) and most of `packaging` are left out of the layer (build_layer.py):
+    the synchronous client lorapin uses still reads and writes through the layer alone."""
+    from infra.emulator import TRAINER_MODEL, TRAINER_VERSION_ID, ReplicateEmulator
+
+    (tmp_path / "probe.py").write_text(REPLICATE_PROBE, encoding="utf-8")
+    layers = [folder / "python" for folder in artifact.built.layer_folders("GenerationFunction")]
+    assert not (layers[0] / "anyio").exists()
+    with ReplicateEmulator() as emulator:
+        done = run_handler(artifact.python312, tmp_path, layers, artifact.runtime, "probe.handler", "Probe", {},
+                           {"base_url": emulator.url, "trainer": TRAINER_MODEL})
+        assert "artifact/probe" in emulator.models
+    assert done.response["created"] is True, done.output
+    assert done.response["trainer_latest"] == TRAINER_VERSION_ID
+    assert "httpcore" in done.response["loaded"] and "anyio" not in done.response["loaded"]
 
 
 # --- one event each, against moto's server -------------------------------------------------------

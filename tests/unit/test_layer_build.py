@@ -4,6 +4,7 @@ what only they need) and what it must keep, on made-up installs; and the wiring 
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -96,6 +97,30 @@ def test_bytecode_replaces_third_party_sources_and_sits_beside_lorapins(tmp_path
                           check=True)
     assert done.stdout.split() == ["lorapin", "wrapt", "[]", "True"]
 
+def test_third_party_bytecode_drops_docstrings_but_keeps_asserts_and_line_numbers(tmp_path: Path) -> None:
+    (tmp_path / "lorapin").mkdir()
+    (tmp_path / "lorapin" / "__init__.py").write_text('"""lorapin\'s own."""\n')
+    (tmp_path / "wrapt").mkdir()
+    (tmp_path / "wrapt" / "__init__.py").write_text('"""Only a docstring."""\n')
+    (tmp_path / "wrapt" / "core.py").write_text(
+        '"""The module."""\nfrom __future__ import annotations\n\n\n'
+        'class Empty:\n    """Nothing else."""\n\n\n'
+        'def check(value: int) -> int:\n    """Must be positive."""\n    assert value > 0, "not positive"\n'
+        '    return value\n')
+
+    build_layer.compile_bytecode(tmp_path)
+
+    probe = (f"import sys, traceback\nsys.path.insert(0, {str(tmp_path)!r})\n"
+             "import lorapin, wrapt, wrapt.core as core\n"
+             "docs = [lorapin.__doc__, wrapt.__doc__, core.__doc__, core.Empty.__doc__, core.check.__doc__]\n"
+             "try:\n    core.check(-1)\nexcept AssertionError as exc:\n"
+             "    line = traceback.extract_tb(exc.__traceback__)[-1].lineno\n"
+             "print(repr(docs), core.check(2), line)\n")
+    done = subprocess.run([sys.executable, "-I", "-B", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == repr(["lorapin's own.", None, None, None, None]) + " 2 11"
+
+
 def made_up_package(root: Path, files: dict[str, str]) -> Path:
     for relative, text in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +158,79 @@ def test_pruning_refuses_a_package_that_a_kept_module_imports(tmp_path: Path, st
     with pytest.raises(build_layer.PrunedModuleImported, match=re.escape("tools.core imports tools.batch")):
         build_layer.prune(layer, packages=("tools.batch",), files=())
     assert (layer / "tools" / "batch" / "__init__.py").is_file()  # nothing removed
+
+
+def test_of_a_package_trimmed_to_its_imports_only_what_is_imported_is_kept(tmp_path: Path) -> None:
+    layer = made_up_package(tmp_path, {
+        "replicate/schema.py": "from packaging import version\n",
+        "packaging/__init__.py": "",
+        "packaging/py.typed": "",
+        "packaging/version.py": "from ._structures import Infinity\n",
+        "packaging/_structures.py": "Infinity = float('inf')\n",
+        "packaging/tags.py": "from .version import Infinity\n",  # imports a kept module; nothing imports it
+        "packaging/licenses/__init__.py": "from ._spdx import LICENSES\n",
+        "packaging/licenses/_spdx.py": "LICENSES = {}\n",
+    })
+    build_layer.keep_imported_modules(layer, packages=("packaging",))
+    kept = sorted(path.relative_to(layer).as_posix() for path in layer.rglob("*") if path.is_file())
+    assert kept == ["packaging/__init__.py", "packaging/_structures.py", "packaging/py.typed", "packaging/version.py",
+                    "replicate/schema.py"]
+
+
+def test_a_package_that_imports_modules_by_name_is_not_trimmed(tmp_path: Path) -> None:
+    layer = made_up_package(tmp_path, {
+        "replicate/schema.py": "from packaging import version\n",
+        "packaging/__init__.py": "import importlib\n",
+        "packaging/version.py": "",
+        "packaging/_plugins.py": "",
+        "packaging/tags.py": "def distro():\n    return __import__('packaging._plugins')\n",  # a name to follow
+        "packaging/plugins.py": "def load(name):\n    return importlib.import_module(f'packaging.{name}')\n",
+    })
+    with pytest.raises(build_layer.PrunedModuleImported,
+                       match=re.escape("packaging.plugins imports modules by computed names")):
+        build_layer.keep_imported_modules(layer, packages=("packaging",))
+    assert (layer / "packaging" / "plugins.py").is_file()
+
+
+def test_a_module_imported_by_a_written_out_name_is_kept(tmp_path: Path) -> None:
+    layer = made_up_package(tmp_path, {
+        "replicate/schema.py": "from packaging import version\n",
+        "packaging/__init__.py": "",
+        "packaging/version.py": "def distro():\n    return importlib.import_module('packaging._plugins')\n",
+        "packaging/_plugins.py": "",
+        "packaging/tags.py": "",
+    })
+    build_layer.keep_imported_modules(layer, packages=("packaging",))
+    assert sorted(path.name for path in (layer / "packaging").iterdir()) == ["__init__.py", "_plugins.py", "version.py"]
+
+
+def test_an_optional_dependency_is_left_out_when_only_the_package_it_serves_imports_it(layer: Path) -> None:
+    install(layer, "anyio")
+    install(layer, "httpcore")
+    made_up_package(layer, {"httpcore/_sync.py": "try:\n    import anyio\nexcept ImportError:\n    anyio = None\n"})
+    build_layer.leave_out_optional(layer, {"anyio": "httpcore"})
+    assert not (layer / "anyio").exists()
+    assert not list(layer.glob("anyio-*.dist-info"))
+    assert (layer / "httpcore" / "_sync.py").is_file()
+
+
+def test_an_optional_dependency_that_another_package_imports_is_kept(layer: Path) -> None:
+    install(layer, "anyio")
+    install(layer, "httpcore")
+    made_up_package(layer, {"httpx/_transports.py": "import anyio\n"})
+    with pytest.raises(build_layer.PrunedModuleImported, match=re.escape("httpx._transports imports anyio")):
+        build_layer.leave_out_optional(layer, {"anyio": "httpcore"})
+    assert (layer / "anyio" / "__init__.py").is_file()
+
+
+def test_lorapin_and_the_functions_never_call_replicate_asynchronously() -> None:
+    """anyio, left out of the layer, is what httpx's async clients run on (`leave_out_optional`)."""
+    sources = [*(REPO_ROOT / "shared" / "lorapin").rglob("*.py"), *(REPO_ROOT / "functions").rglob("*.py")]
+    asynchronous = [f"{source.relative_to(REPO_ROOT)}:{node.lineno}" for source in sources
+                    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8")))
+                    if isinstance(node, (ast.AsyncFunctionDef, ast.Await, ast.AsyncWith, ast.AsyncFor))
+                    or (isinstance(node, ast.Attribute) and node.attr.startswith("async_"))]
+    assert asynchronous == []
 
 
 def test_powertools_packages_the_layer_leaves_out_are_ones_lorapin_never_imports() -> None:
