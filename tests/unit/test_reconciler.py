@@ -21,6 +21,7 @@ from lorapin.services.generation import GenerationRequest
 from lorapin.services.reconciler import ReconcileReport, ReconcilerLimits
 from tests.fakes import ManualClock
 from tests.unit.conftest import Services
+from tests.unit.test_training_start import start, upload
 
 PERIOD = timedelta(minutes=5)  # the deployed schedule
 
@@ -149,6 +150,24 @@ def test_an_event_a_failed_put_events_left_is_published_once(clock: ManualClock,
     assert len(services.bus.events("ModelVersionActivated")) == 1
     clock.advance(PERIOD)
     assert run(services).events_published == 0
+
+
+def test_a_training_replicate_never_got_is_abandoned_and_its_event_counted_only_once_published(
+        clock: ManualClock, isolated_services: Services) -> None:
+    services = isolated_services
+    services.functions.hold_starts = True  # the submitter never ran: Replicate has no record of it
+    started = start(services, upload(services), acknowledge_warnings=True)
+    clock.advance(timedelta(minutes=16))  # past the look the start scheduled (15 minutes)
+    services.bus.reject_next()
+    report = run(services)
+    assert (report.trainings_abandoned, report.events_published) == (1, 0)  # PutEvents refused it
+    assert services.bus.events("TrainingFailed") == []
+    stored = services.repository.get_training(started.training.training_id)
+    assert stored is not None and stored.status == "failed"
+    clock.advance(PERIOD)  # the outbox's lease has lapsed: the next run publishes what is left
+    report = run(services)
+    assert (report.trainings_abandoned, report.events_published) == (0, 1)
+    assert [e["training_id"] for e in services.bus.events("TrainingFailed")] == [started.training.training_id]
 
 
 def test_a_prediction_whose_webhook_never_came_is_completed(clock: ManualClock, isolated_services: Services) -> None:

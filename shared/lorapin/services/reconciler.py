@@ -286,10 +286,12 @@ class Reconciler:
                 self._completion.apply(found, training_id_hint=item.training_id)
                 self._count(report, "trainings_completed", 1)
             return
-        if abandon_training(self._repository, self._completion.outbox.publisher, item,
-                            "The training could not be confirmed with Replicate, which has no record of it."):
+        abandoned = abandon_training(self._repository, self._completion.outbox.publisher, item,
+                                     "The training could not be confirmed with Replicate, which has no record of it.")
+        if abandoned is not None:
             self._count(report, "trainings_abandoned", 1)
-            self._count(report, "events_published", 1)
+            if abandoned.announced:  # else the outbox keeps it for a later run, which counts it then
+                self._count(report, "events_published", 1)
 
     def _learn_durations(self, listed: list[dict[str, Any]], state: StateItem) -> None:
         """How long the account's trainings took, by size, from what the list shows finished since

@@ -60,4 +60,4 @@ class TrainingCancel:
         """Record a training that never reached Replicate as canceled; False when a submission holds
         it (or it moved on meanwhile)."""
         return abandon_training(self._repository, self._publisher, training, CANCELED_BY_USER,
-                                status=TrainingStatus.CANCELED)
+                                status=TrainingStatus.CANCELED) is not None

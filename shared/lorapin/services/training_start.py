@@ -336,11 +336,19 @@ class Trainings:
         return media.presigned_get(key, expires_in=TRAINING_ZIP_URL_SECONDS)
 
 
+@dataclass(frozen=True)
+class Abandoned:
+    """A training `abandon_training` ended; `announced`: its `TrainingFailed` reached EventBridge
+    (False: PutEvents failed and the event waits in the outbox for the reconciler)."""
+
+    announced: bool
+
+
 def abandon_training(repository: Repository, publisher: EventPublisher, training: TrainingItem, reason: str, *,
                      status: str = TrainingStatus.FAILED, error_code: str | None = None,
-                     holder: bool = False) -> bool:
+                     holder: bool = False) -> Abandoned | None:
     """Record a training that never reached Replicate as ended (`status`), free its slot and
-    announce it (`TrainingFailed`, from the outbox); False when a submission holds it or it moved
+    announce it (`TrainingFailed`, from the outbox); None when a submission holds it or it moved
     on meanwhile. The training API, the submitter, a cancel and the reconciler all end such a
     training this way."""
     model = repository.get_model(training.user_id)
@@ -348,10 +356,11 @@ def abandon_training(repository: Repository, publisher: EventPublisher, training
                             current_version_id=model.current_version.id if model and model.current_version else None)
     outbox = TrainingStarts(repository).abandon(training, failed, error_code=error_code, lease_holder=holder)
     if outbox is None:
-        return False
+        return None
     try:
         Outbox(publisher).publish_leased(TrainingItem(training.training_id), outbox)
     except EventPublishFailed as exc:  # the reconciler publishes it once the lease lapses
         logger.warning("TrainingFailed left in the outbox", extra={"training_id": training.training_id,
                                                                     "error": str(exc)})
-    return True
+        return Abandoned(announced=False)
+    return Abandoned(announced=True)
