@@ -195,6 +195,19 @@ def test_the_layers_replicate_client_calls_replicate_without_what_the_layer_leav
     assert "httpcore" in done.response["loaded"] and "anyio" not in done.response["loaded"]
 
 
+def test_the_openapi_document_from_the_layer_is_the_repositorys(artifact: Artifact) -> None:
+    """Third-party bytecode ships without docstrings (build_layer.py); pydantic and Powertools build
+    the OpenAPI document from docstrings too, so the one the built function serves must be the one
+    the sources make."""
+    from lorapin.http.openapi import document
+
+    done = artifact.invoke("TrainingApiFunction", http_api_event("GET", "/openapi.json",
+                                                                 route_key="GET /openapi.json"))
+    assert done.response["statusCode"] == 200, done.output
+    served = json.loads(done.response["body"])
+    assert served["paths"] and served == document()
+
+
 # --- one event each, against moto's server -------------------------------------------------------
 def test_a_signed_webhook_answers_200(artifact: Artifact, xray: XRayDaemon) -> None:
     event = resign(sample("training_succeeded.json"), SIGNING_SECRET)  # a training that is not ours
