@@ -25,7 +25,7 @@ STEPS = (
      "import boto3; boto3.client('dynamodb'); boto3.client('events')"),
     ("Powertools' Logger", "from aws_lambda_powertools import Logger; Logger()"),
     ("the X-Ray SDK (Tracer)", "from aws_lambda_powertools import Tracer; Tracer(patch_modules=['botocore'])"),
-    ("pydantic", "import pydantic"),
+    ("pydantic and its models (`import pydantic` alone defers most of it)", "from pydantic import BaseModel"),
     ("PynamoDB", "import pynamodb.models"),
     ("Powertools' data_classes (every event class)", "import aws_lambda_powertools.utilities.data_classes"),
     ("Powertools' event_handler (every resolver), beyond data_classes",
