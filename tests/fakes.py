@@ -84,7 +84,7 @@ class FakeReplicate:
         training["output"] = output if status == "succeeded" else None
         training["error"] = None if status == "succeeded" else f"training {status}"
         training["completed_at"] = iso(utc_now())
-        return ReplicateTraining.model_validate(training)
+        return ReplicateTraining.parse(training)
 
     def finish_prediction(self, prediction_id: str, status: str = "succeeded", *, outputs: int = 1,
                           served: bool = True) -> ReplicatePrediction:
@@ -96,7 +96,7 @@ class FakeReplicate:
                           completed_at=iso(utc_now()))
         if served:
             self.files.update(dict.fromkeys(urls, (PNG, "image/png")))
-        return ReplicatePrediction.model_validate(prediction)
+        return ReplicatePrediction.parse(prediction)
 
     # --- the Replicate port ----------------------------------------------------------------------
     def create_prediction(self, version: VersionRef, input: dict[str, Any], webhook: str) -> ReplicatePrediction:
@@ -107,13 +107,13 @@ class FakeReplicate:
                                            "output": None, "error": None, "created_at": iso(utc_now())}
         if self._answer_lost("create_prediction"):
             raise CreateOutcomeUnknown("Replicate did not answer: ReadTimeout")
-        return ReplicatePrediction.model_validate(self.predictions[prediction_id])
+        return ReplicatePrediction.parse(self.predictions[prediction_id])
 
     def get_prediction(self, prediction_id: str) -> ReplicatePrediction:
         self._call("get_prediction")
         if prediction_id not in self.predictions:
             raise ReplicateRejected(404, "Not found")
-        return ReplicatePrediction.model_validate(self.predictions[prediction_id])
+        return ReplicatePrediction.parse(self.predictions[prediction_id])
 
     def cancel_prediction(self, prediction_id: str) -> None:
         self._call("cancel_prediction")
@@ -132,7 +132,7 @@ class FakeReplicate:
                                        "created_at": iso(utc_now())}
         if self._answer_lost("create_training"):
             raise CreateOutcomeUnknown("Replicate did not answer: ReadTimeout")
-        return ReplicateTraining.model_validate(self.trainings[training_id])
+        return ReplicateTraining.parse(self.trainings[training_id])
 
     def get_training(self, training_id: str) -> ReplicateTraining:
         self._call("get_training")
@@ -140,7 +140,7 @@ class FakeReplicate:
             raise self._broken[training_id]
         if training_id not in self.trainings:
             raise ReplicateRejected(404, "Not found")
-        return ReplicateTraining.model_validate(self.trainings[training_id])
+        return ReplicateTraining.parse(self.trainings[training_id])
 
     def cancel_training(self, training_id: str) -> None:
         self._call("cancel_training")
@@ -213,7 +213,7 @@ class FakeReplicate:
         items, complete = self.recent("trainings", since, max_pages=max_pages)
         for item in items:
             if training_id in str(item["input"].get("input_images", "")):
-                return ReplicateTraining.model_validate(item)
+                return ReplicateTraining.parse(item)
         if not complete:
             raise UpstreamUnavailable("could not confirm")
         return None
@@ -223,7 +223,7 @@ class FakeReplicate:
         items, complete = self.recent("predictions", since, max_pages=max_pages)
         for item in items:
             if item["version"] == version.id and all(item["input"].get(k) == v for k, v in input.items()):
-                return ReplicatePrediction.model_validate(item)
+                return ReplicatePrediction.parse(item)
         if not complete:
             raise UpstreamUnavailable("could not confirm")
         return None

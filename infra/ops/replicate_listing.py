@@ -3,10 +3,8 @@ training of the account), read page by page through the gateway the functions us
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
 from lorapin.adapters.replicate_gateway import ReplicateGateway
-from lorapin.domain.replicate_objects import ReplicateTraining
+from lorapin.domain.replicate_objects import InvalidReplicateObject, ReplicateTraining
 from lorapin.domain.versions import ModelName
 
 
@@ -21,7 +19,7 @@ def list_trainings(gateway: ReplicateGateway, *, max_pages: int = 50) -> list[Re
     trainings: list[ReplicateTraining] = []
     for item in gateway.paged_results("/v1/trainings", max_pages=max_pages):
         try:
-            trainings.append(ReplicateTraining.model_validate(item))
-        except ValidationError:
+            trainings.append(ReplicateTraining.parse(item))
+        except InvalidReplicateObject:
             continue
     return trainings

@@ -8,7 +8,7 @@ import pytest
 from lorapin.adapters.tables import GenerationItem, PhotoItem, TrainingItem, VersionItem
 from lorapin.domain.errors import NoModel
 from lorapin.domain.versions import ModelName
-from lorapin.services.generation import GenerationRequest
+from lorapin.services.generation_request import GenerationRequest
 from tests.unit.conftest import Services
 from tests.unit.test_training_start import train, upload
 

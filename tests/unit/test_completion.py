@@ -17,7 +17,7 @@ NEW = "c" * 64
 def training(status: str = "succeeded", output: Any = None, **extra: Any) -> ReplicateTraining:
     if output is None and status == "succeeded":
         output = {"version": f"{DEST}:{NEW}", "weights": "https://x/w.tar"}
-    return ReplicateTraining.model_validate({"id": "r8train", "status": status, "output": output,
+    return ReplicateTraining.parse({"id": "r8train", "status": status, "output": output,
                                              "model": "ostris/flux-dev-lora-trainer", "version": TRAINER, **extra})
 
 

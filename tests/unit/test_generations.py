@@ -16,7 +16,7 @@ from lorapin.domain.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from lorapin.services.generation import GenerationRequest
+from lorapin.services.generation_request import GenerationRequest
 from tests.fakes import PNG
 from tests.unit.conftest import Services
 

@@ -111,7 +111,7 @@ def training(training_id: str, *, status: str = "succeeded", version_ref: str | 
     training_input: dict[str, Any] = {"input_images": "https://x/photos.zip"}
     if trigger_word is not None:
         training_input["trigger_word"] = trigger_word
-    return ReplicateTraining.model_validate({
+    return ReplicateTraining.parse({
         "id": training_id, "status": status, "model": TRAINER_MODEL, "version": trainer_version,
         "input": training_input if with_input else None,
         "output": {"version": version_ref, "weights": "https://x/w.tar"} if version_ref else None})

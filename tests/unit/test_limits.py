@@ -8,7 +8,7 @@ import pytest
 
 from lorapin.domain.errors import RateLimited
 from lorapin.domain.limits import GenerationLimits, admit
-from lorapin.services.generation import GenerationRequest
+from lorapin.services.generation_request import GenerationRequest
 from tests.fakes import ManualClock
 from tests.unit.conftest import Services
 

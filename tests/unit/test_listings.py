@@ -10,7 +10,7 @@ import pytest
 
 from lorapin.domain.cursors import decode_cursor, encode_cursor
 from lorapin.domain.errors import InvalidCursor
-from lorapin.services.generation import GenerationRequest
+from lorapin.services.generation_request import GenerationRequest
 from lorapin.services.listings import TRAINING_KEYS
 from tests.unit.conftest import Services
 

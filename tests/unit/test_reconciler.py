@@ -17,7 +17,7 @@ from lorapin.domain.clock import iso, utc_now
 from lorapin.domain.errors import EventPublishFailed
 from lorapin.domain.limits import GenerationLimits
 from lorapin.domain.versions import VersionRef
-from lorapin.services.generation import GenerationRequest
+from lorapin.services.generation_request import GenerationRequest
 from lorapin.services.reconciler import ReconcileReport, ReconcilerLimits
 from tests.fakes import ManualClock
 from tests.unit.conftest import Services

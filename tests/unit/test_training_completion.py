@@ -139,7 +139,7 @@ def test_an_unusable_output_version_ends_the_training_failed_and_frees_the_user(
 def test_a_delivery_before_the_replicate_id_is_stored_asks_for_a_redelivery(services: Services) -> None:
     training = services.start_training()
     TrainingItem(training.training_id).update(actions=[TrainingItem.replicate_training_id.remove()])
-    early = ReplicateTraining.model_validate({"id": training.replicate_training_id, "status": "succeeded"})
+    early = ReplicateTraining.parse({"id": training.replicate_training_id, "status": "succeeded"})
     with pytest.raises(NotYetRecorded) as refused:
         services.runtime.completion().apply(early, training_id_hint=training.training_id)
     assert refused.value.status == 503 and refused.value.retry_after_seconds

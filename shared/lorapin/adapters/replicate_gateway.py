@@ -79,7 +79,7 @@ class ReplicateGateway:
 
     def get_prediction(self, prediction_id: str) -> ReplicatePrediction:
         response = self._call(lambda: self.client._request("GET", f"/v1/predictions/{prediction_id}"))
-        return ReplicatePrediction.model_validate(response.json())
+        return ReplicatePrediction.parse(response.json())
 
     def cancel_prediction(self, prediction_id: str) -> None:
         self._call(lambda: self.client._request("POST", f"/v1/predictions/{prediction_id}/cancel"))
@@ -87,14 +87,14 @@ class ReplicateGateway:
     # --- trainings and models --------------------------------------------------------------------
     def get_training(self, training_id: str) -> ReplicateTraining:
         response = self._call(lambda: self.client._request("GET", f"/v1/trainings/{training_id}"))
-        return ReplicateTraining.model_validate(response.json())
+        return ReplicateTraining.parse(response.json())
 
     def create_training(self, *, trainer_model: str, trainer_version: str, destination: ModelName,
                         input: dict[str, Any], webhook: str) -> ReplicateTraining:
         training = self._post(lambda: self.client.trainings.create(
             model=trainer_model, version=trainer_version, input=input, destination=str(destination),
             webhook=webhook, webhook_events_filter=["completed"]))
-        return ReplicateTraining.model_validate({"id": training.id, "status": training.status,
+        return ReplicateTraining.parse({"id": training.id, "status": training.status,
                                                  "model": training.model, "version": training.version})
 
     def cancel_training(self, training_id: str) -> None:
@@ -246,7 +246,7 @@ class ReplicateGateway:
         items, complete = self.recent("trainings", since, max_pages=max_pages)
         for item in items:
             if training_id in str((item.get("input") or {}).get("input_images", "")):
-                return ReplicateTraining.model_validate(item)
+                return ReplicateTraining.parse(item)
         if not complete:
             raise UpstreamUnavailable(f"could not confirm whether training {training_id} was created")
         return None
@@ -259,7 +259,7 @@ class ReplicateGateway:
         for item in items:
             sent = item.get("input") or {}
             if item.get("version") == version.id and all(sent.get(k) == v for k, v in input.items()):
-                return ReplicatePrediction.model_validate(item)
+                return ReplicatePrediction.parse(item)
         if not complete:
             raise UpstreamUnavailable("could not confirm whether the prediction was created")
         return None

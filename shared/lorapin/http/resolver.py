@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -18,11 +18,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
-from lorapin.domain.cursors import MAX_PAGE
 from lorapin.domain.errors import (
     DependencyUnavailable,
     InvalidRequest,
@@ -35,8 +33,6 @@ from lorapin.domain.errors import (
 from lorapin.observability import logger
 
 JsonResponse = Response[dict[str, Any]]
-PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="How many items a page holds (at most 100)")]
-PageCursor = Annotated[str | None, Query(max_length=2048, description="The `next_cursor` of the page before")]
 AWS_FAILURES: tuple[type[Exception], ...] = (ClientError, BotoCoreError, PynamoDBException)
 FOREIGN_ERRORS: tuple[type[Exception], ...] = (RequestUnsupportedContentType, UnicodeDecodeError,
                                                RequestValidationError, *AWS_FAILURES)

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from lorapin.domain.clock import is_our_id
 from lorapin.domain.completion import ExpectedTraining
 from lorapin.domain.errors import InvalidSignature, MalformedBody
-from lorapin.domain.replicate_objects import ReplicateObject, ReplicatePrediction, ReplicateTraining
+from lorapin.domain.replicate_objects import (
+    InvalidReplicateObject,
+    ReplicateObject,
+    ReplicatePrediction,
+    ReplicateTraining,
+)
 from lorapin.http.webhook_signature import InvalidWebhookSignature, raw_body_of, verify_webhook
 from lorapin.observability import count, logger
 
@@ -62,8 +65,8 @@ def receive(route: WebhookRoute, *, body: str | None, is_base64_encoded: bool, h
         raise InvalidSignature() from exc
     logger.append_keys(webhook_id=webhook_id, correlation_id=webhook_id)
     try:
-        parsed = route.body_model.model_validate_json(raw)
-    except ValidationError as exc:
+        parsed = route.body_model.parse_json(raw)
+    except InvalidReplicateObject as exc:
         raise MalformedBody(f"The body is not a Replicate {route.kind} object.") from exc
     query = query or {}
     hint, user = query.get(route.hint_parameter), query.get(USER_PARAMETER)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING, Any
 
 from lorapin.adapters.guards import GuardRejected
 from lorapin.adapters.media import MediaStore, extension_for, generation_output_key
@@ -38,27 +36,13 @@ from lorapin.domain.versions import VersionRef
 from lorapin.observability import count, logger, milliseconds
 from lorapin.services.ports import Replicate
 
+if TYPE_CHECKING:  # the request model is the API's: the webhook function completes predictions without it
+    from lorapin.services.generation_request import GenerationRequest
+
 ADMISSION_ATTEMPTS = 3
 MAX_SEED = 2**31 - 1
 """Every prediction is sent a seed (the caller's, or a random one) and records it: an image can be
 made again, two versions compared like for like, and a prediction found by its exact input."""
-
-AspectRatio = Literal["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"]
-
-
-class GenerationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prompt: str = Field(min_length=1, max_length=2000)
-    num_outputs: int = Field(default=1, ge=1, le=4)
-    aspect_ratio: AspectRatio = "1:1"
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED,
-                             description="The same seed and prompt on two versions compare them like for like; "
-                                         "a random one when absent")
-    version_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
-                                   description="Generate with this version of your own model (any earlier one, to "
-                                               "compare); the current version when absent")
-
 
 class Generations:
     def __init__(self, repository: Repository, replicate: Callable[[], Replicate],

@@ -425,12 +425,12 @@ class Listing:
 
     def training(self, replicate_id: str) -> ReplicateTraining | None:
         item = self._by_id.get(replicate_id)
-        return ReplicateTraining.model_validate(item) if item else None
+        return ReplicateTraining.parse(item) if item else None
 
     def ours(self, training_id: str) -> ReplicateTraining | None:
         """The training whose input names our id (a create whose answer was lost)."""
         for item in self.items:
             if training_id in str((item.get("input") or {}).get("input_images", "")):
-                return ReplicateTraining.model_validate(item)
+                return ReplicateTraining.parse(item)
         return None
 

@@ -11,11 +11,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from lorapin.domain.cursors import DEFAULT_PAGE
 from lorapin.http import schemas
 from lorapin.http.api import ServicesOf
-from lorapin.http.resolver import JsonResponse, PageCursor, PageLimit, caller_id, json_response
+from lorapin.http.paging import PageCursor, PageLimit
+from lorapin.http.resolver import JsonResponse, caller_id, json_response
 from lorapin.http.schemas import answers
 from lorapin.http.views import generation_view
 from lorapin.observability import count, logger
-from lorapin.services.generation import GenerationRequest
+from lorapin.services.generation_request import GenerationRequest
 
 TAG = ["generations"]
 

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from lorapin.domain.cursors import DEFAULT_PAGE
 from lorapin.http import schemas
 from lorapin.http.api import ServicesOf
-from lorapin.http.resolver import JsonResponse, PageCursor, PageLimit, caller_id, json_response
+from lorapin.http.paging import PageCursor, PageLimit
+from lorapin.http.resolver import JsonResponse, caller_id, json_response
 from lorapin.http.schemas import answers
 from lorapin.http.views import model_view, training_view, version_view
 from lorapin.observability import count, logger

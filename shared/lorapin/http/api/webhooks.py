@@ -14,16 +14,22 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTraining
-from lorapin.http import schemas
-from lorapin.http.api import Services, ServicesOf
+from lorapin.http.api import Services, ServicesOf, documentation_only
 from lorapin.http.resolver import JsonResponse, json_response
-from lorapin.http.schemas import answers
 from lorapin.http.webhooks import PREDICTION, TRAINING, Delivery, WebhookRoute, receive
 from lorapin.observability import count, logger
 
 TAG = ["webhooks"]
-WEBHOOK_ANSWERS = answers(200, schemas.WebhookOutcome, "handled (a duplicate, stale or unknown delivery included)",
-                          400, 401, 409, 503)
+
+
+def webhook_answers() -> dict[int, Any]:
+    """The routes' `responses`, for the OpenAPI document only: the webhook function's resolver does
+    not validate (Replicate's bodies are parsed by tolerant models), so it never reads them, and its
+    cold start need not load the response models (pydantic, ~46 ms)."""
+    from lorapin.http.schemas import WebhookOutcome, answers
+
+    return answers(200, WebhookOutcome, "handled (a duplicate, stale or unknown delivery included)", 400, 401, 409,
+                   503)
 
 
 def handle_training(runtime: Services, delivery: Delivery) -> dict[str, Any]:
@@ -51,6 +57,7 @@ HANDLERS = {TRAINING.kind: handle_training, PREDICTION.kind: handle_prediction}
 def routes(runtime: ServicesOf) -> Router:
     """`runtime`: the function's own (the local stack runs several functions in one process)."""
     router = Router()
+    responses = webhook_answers() if runtime is documentation_only else None
 
     def deliver(route: WebhookRoute) -> JsonResponse:
         """verify → parse → handle: the same path for both kinds."""
@@ -61,12 +68,12 @@ def routes(runtime: ServicesOf) -> Router:
         return json_response(200, HANDLERS[route.kind](runtime(), delivery))
 
     @router.post("/webhooks/replicate/training", tags=TAG, summary="Replicate's training webhook (signed)",
-                 responses=WEBHOOK_ANSWERS)
+                 responses=responses)
     def training_webhook() -> JsonResponse:
         return deliver(TRAINING)
 
     @router.post("/webhooks/replicate/prediction", tags=TAG, summary="Replicate's prediction webhook (signed)",
-                 responses=WEBHOOK_ANSWERS)
+                 responses=responses)
     def prediction_webhook() -> JsonResponse:
         return deliver(PREDICTION)
 
