@@ -20,6 +20,8 @@ with collecting_later():  # the init, without the cyclic GC scanning it over and
     from lorapin.runtime import get_runtime
 
     runtime = get_runtime()  # settings validated at cold start
+    runtime.prepare("dynamodb", "secrets", "s3", "replicate")  # the requests' clients, made now
+    import lorapin.services.generation  # noqa: F401  (what the requests run, imported now)
     app = build_resolver()
     app.include_router(generations.routes(lambda: runtime))
 

@@ -19,7 +19,9 @@ with collecting_later():  # the init, without the cyclic GC scanning it over and
     from lorapin.services.photo_inspection import ObjectCreated
 
     runtime = get_runtime()  # settings validated at cold start
+    runtime.prepare("dynamodb", "s3")  # an inspection's clients, made now
     inspections = runtime.photo_inspections()
+    import lorapin.domain.photo_inspection  # noqa: F401  (Pillow, which every inspection uses, imported now)
     MARGIN_SECONDS = 2.0  # left of the function's own timeout when a call's budget is spent
 
 

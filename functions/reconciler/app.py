@@ -15,6 +15,8 @@ with collecting_later():  # the init, without the cyclic GC scanning it over and
     from lorapin.runtime import get_runtime
 
     runtime = get_runtime()  # settings validated at cold start
+    runtime.prepare("dynamodb", "events", "s3", "secrets", "replicate")  # a run's clients, made now
+    import lorapin.services.reconciler  # noqa: F401  (what a run runs, imported now)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -19,6 +19,13 @@ with collecting_later():  # the init, without the cyclic GC scanning it over and
     from lorapin.runtime import get_runtime
 
     runtime = get_runtime()  # settings validated at cold start
+    # The clients of the common routes, made now; a cancel or an account deletion (Replicate, its
+    # secret) makes its own at the first of them.
+    runtime.prepare("dynamodb", "s3", "events", "lambda")
+    import lorapin.services.listings
+    import lorapin.services.model_history
+    import lorapin.services.photo_library
+    import lorapin.services.training_start  # noqa: F401  (what the common routes run, imported now)
     app = build_resolver()
     app.include_router(training.routes(lambda: runtime))
     app.include_router(openapi.routes())

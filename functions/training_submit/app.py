@@ -19,6 +19,8 @@ with collecting_later():  # the init, without the cyclic GC scanning it over and
     from lorapin.runtime import get_runtime
 
     runtime = get_runtime()  # settings validated at cold start
+    runtime.prepare("dynamodb", "s3", "events", "secrets", "replicate")  # a submission's clients, made now
+    import lorapin.services.training_start  # noqa: F401  (what a submission runs, imported now)
 
 
 @logger.inject_lambda_context(clear_state=True)

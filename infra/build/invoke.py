@@ -29,6 +29,13 @@ class Invocation:
     init_ms: float
     compiled: list[str]  # source files compiled to import the handler and run it: they had no bytecode
     output: str  # what the function printed (its logs and metrics)
+    at_init: list[str]  # the modules loaded once the handler was imported, before the event
+
+    def imported_by_the_request(self, *packages: str) -> list[str]:
+        """The modules of `packages` the invocation loaded that the init had not."""
+        loaded_at_init = set(self.at_init)
+        return sorted(name for name in self.modules
+                      if name not in loaded_at_init and name.split(".")[0] in packages)
 
     def modules_outside(self, *roots: Path) -> dict[str, str]:
         """Modules loaded from anywhere but `roots` and the standard library."""
@@ -65,4 +72,4 @@ def run_handler(python312: Path, task: Path, layers: list[Path], runtime: Path, 
                                    f"{(done.stdout + done.stderr)[-4000:]}")
         result = json.loads((Path(scratch) / "result.json").read_text(encoding="utf-8"))
     return Invocation(result["response"], result["modules"], result["stdlib"], float(result["init_ms"]),
-                      list(result["compiled"]), done.stdout + done.stderr)
+                      list(result["compiled"]), done.stdout + done.stderr, list(result["at_init"]))

@@ -7,7 +7,8 @@ order (Lambda's: /var/task, /opt/python, the runtime's site-packages), and no by
 SPEC.json: {"task", "layers", "runtime", "handler", "function_name", "event" (or null: import
 only), "result"}. The result file gets {"response", "modules" (name → file of every module
 loaded), "stdlib", "init_ms", "compiled" (the source files Python compiled to import them, in the
-order it did: what had no usable bytecode)}; stdout is left to the function's own logs and metrics.
+order it did: what had no usable bytecode), "at_init" (the modules loaded before the event)};
+stdout is left to the function's own logs and metrics.
 
 Standard library only: it runs before anything else can be imported.
 """
@@ -64,13 +65,15 @@ def main(spec_path: str) -> int:
     started = time.perf_counter()
     handler = getattr(importlib.import_module(module_name), function_name)
     init_ms = (time.perf_counter() - started) * 1000
+    at_init = sorted(sys.modules)
     response = None
     if spec["event"] is not None:
         response = handler(spec["event"], Context(spec["function_name"]))
     modules = {name: module.__file__ for name, module in list(sys.modules.items())
-               if getattr(module, "__file__", None) and name != "__main__"}  # __main__: this runner
+               if getattr(module, "__file__", None)
+               and name not in ("__main__", "__mp_main__")}  # this runner (multiprocessing aliases it)
     paths = sysconfig.get_paths()
-    result = {"response": response, "modules": modules, "init_ms": init_ms, "compiled": compiled,
+    result = {"response": response, "modules": modules, "init_ms": init_ms, "compiled": compiled, "at_init": at_init,
               "stdlib": sorted({paths["stdlib"], paths["platstdlib"]}), "sys_path": sys.path}
     with open(spec["result"], "w", encoding="utf-8") as handle:
         json.dump(result, handle, default=str)

@@ -9,7 +9,7 @@ kept for the warm container.
 from __future__ import annotations
 
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lorapin.adapters.settings import Settings, get_settings
 from lorapin.domain import clock
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from lorapin.services.training_completion import TrainingCompletion
     from lorapin.services.training_start import Trainings
 
+Need = Literal["dynamodb", "events", "s3", "secrets", "lambda", "downloads", "replicate"]
 API_URL_MAX_AGE_SECONDS = 3600
 INLINE_CALL_SECONDS = 12  # a synchronous call to the photo inspector (its own budget is 8 s)
 
@@ -102,15 +103,43 @@ class Runtime:
         timeout that fits the caller's budget; asynchronous starts are retried by botocore."""
         if self._given_functions is not None:
             return self._given_functions
-        import boto3
         from botocore.config import Config
 
+        from lorapin.adapters import aws
         from lorapin.adapters.functions import LambdaFunctions
 
-        region = self.settings.aws_region
-        sync = boto3.client("lambda", region_name=region,
-                            config=Config(read_timeout=INLINE_CALL_SECONDS, retries={"total_max_attempts": 1}))
+        sync = aws.client("lambda", self.settings.aws_region,
+                          config=Config(read_timeout=INLINE_CALL_SECONDS, retries={"total_max_attempts": 1}))
         return LambdaFunctions(sync, self._boto_client("lambda"))
+
+    def prepare(self, *needs: Need) -> None:
+        """Make now, at the cold start, the clients a function's requests need (no request is
+        sent): otherwise the first request makes them. "downloads" imports httpx and patches it for
+        X-Ray, "replicate" the Replicate client too; the gateway itself needs the secret's token,
+        which a request reads."""
+        for need in needs:
+            if need == "dynamodb":
+                from lorapin.adapters.tables import connection
+
+                _ = self.repository  # binds the tables
+                _ = connection(self.settings.aws_region, self.settings.aws_endpoint_url).client
+            elif need == "events":
+                _ = self.publisher
+            elif need == "s3":
+                _ = self.media
+            elif need == "secrets":
+                import lorapin.adapters.secrets  # noqa: F401  (and the checks a secret's value gets)
+                from lorapin.adapters.aws import share_with_powertools
+
+                share_with_powertools("secrets")
+            elif need == "lambda":
+                _ = self.functions
+            elif need in ("downloads", "replicate") and self._given_replicate is None:
+                import httpx  # noqa: F401  (the transport of downloads and of the client)
+
+                trace_replicate_calls()
+                if need == "replicate":
+                    import replicate  # noqa: F401
 
     # --- services --------------------------------------------------------------------------------
     def generations(self, limits: GenerationLimits | None = None) -> Generations:
@@ -185,6 +214,9 @@ class Runtime:
             return self.settings.public_api_url
         from aws_lambda_powertools.utilities import parameters
 
+        from lorapin.adapters.aws import share_with_powertools
+
+        share_with_powertools("ssm")
         value = parameters.get_parameter(self.settings.api_url_parameter, max_age=API_URL_MAX_AGE_SECONDS)
         return str(value).rstrip("/")
 
@@ -203,10 +235,9 @@ class Runtime:
         return f"{self.api_base_url()}/webhooks/replicate/prediction?generation_id={generation_id}"
 
     def _boto_client(self, service: str) -> Any:
-        import boto3
+        from lorapin.adapters import aws
 
-        return boto3.client(service, region_name=self.settings.aws_region)  # type: ignore[call-overload]
-
+        return aws.client(service, self.settings.aws_region)
 
     def refresh_after_restore(self) -> None:
         """Lambda SnapStart resumed this process from a snapshot, possibly hours old and shared by
@@ -214,19 +245,14 @@ class Runtime:
         secrets (they may have rotated since) and the Replicate gateway; each is rebuilt on first use."""
         from aws_lambda_powertools.utilities import parameters
 
+        from lorapin.adapters import aws, tables
+
         for name in ("repository", "publisher", "media", "functions"):
             self.__dict__.pop(name, None)
         self._gateway = None
         parameters.clear_caches()
-        _forget_table_connections()
-
-
-def _forget_table_connections() -> None:
-    """PynamoDB keeps one connection per table class; the next request opens a new one."""
-    from lorapin.adapters import tables
-
-    for table in tables.ALL_TABLES:
-        table._connection = None
+        tables.forget_connections()
+        aws.forget_session()
 
 
 @lru_cache(maxsize=1)

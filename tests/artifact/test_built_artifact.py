@@ -32,6 +32,9 @@ from infra.resign_event import resign
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 SIGNING_SECRET = "whsec_QXJ0aWZhY3RUZXN0U2lnbmluZ0tleTAx"
+# What a function's first request must find made by its init (`Runtime.prepare`, the services it
+# imports): its clients, lorapin's modules, PynamoDB, and the HTTP client of downloads and Replicate.
+MADE_AT_INIT = ("lorapin", "boto3", "botocore", "s3transfer", "pynamodb", "httpx", "httpcore", "replicate")
 TRACE_HEADER = "Root=1-67890abc-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=1"
 
 
@@ -218,6 +221,7 @@ def test_a_signed_webhook_answers_200(artifact: Artifact, xray: XRayDaemon) -> N
     assert done.response["statusCode"] == 200, done.output
     assert json.loads(done.response["body"]) == {"outcome": "ignored_unknown"}
     assert "pydantic" not in done.modules  # ~46 ms of a cold start: Replicate's bodies are read by dataclasses
+    assert done.imported_by_the_request(*MADE_AT_INIT) == []  # Runtime.prepare: the init made it all
     forged = artifact.invoke("ReplicateWebhookFunction", resign(sample("training_succeeded.json"),
                                                                  "whsec_Rm9yZ2VkS2V5Rm9yZ2VkS2V5"))
     assert forged.response["statusCode"] == 401
@@ -247,11 +251,13 @@ def test_the_reconcilers_schedule_event_runs(artifact: Artifact, xray: XRayDaemo
     done = artifact.invoke("ReconcilerFunction", event, traced(xray))
     assert done.response["errors"] == [], done.output
     assert done.response["trainings_checked"] == 0
+    assert done.imported_by_the_request(*MADE_AT_INIT) == []
 
 
 def test_the_generation_functions_bus_event_runs(artifact: Artifact, xray: XRayDaemon) -> None:
     done = artifact.invoke("GenerationFunction", sample("model_version_activated.json"), traced(xray))
     assert done.response == {"released": 0}, done.output
+    assert done.imported_by_the_request(*MADE_AT_INIT) == []
 
 
 def test_the_photo_inspector_decodes_a_heic_upload_from_its_own_dependencies(artifact: Artifact,
@@ -269,6 +275,7 @@ def test_the_photo_inspector_decodes_a_heic_upload_from_its_own_dependencies(art
     assert done.response == {"photo_key": key, "inspected": True, "usable": True}, done.output
     assert "PIL" in {name.split(".")[0] for name in done.modules}
     assert "pydantic" not in done.modules  # nor at the first photo
+    assert done.imported_by_the_request(*MADE_AT_INIT) == []  # (Pillow loads its format plugins on first use)
     assert done.modules["PIL"].startswith(str(artifact.built.functions()["PhotoInspectorFunction"].code_dir.resolve()))
     shared_layers = [folder / "python" for folder in artifact.built.layers().values()]
     assert not any((layer / "PIL").exists() for layer in shared_layers), "Pillow leaked into the shared layer"

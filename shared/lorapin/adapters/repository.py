@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist
 from pynamodb.transactions import TransactWrite
 
@@ -34,6 +33,7 @@ from lorapin.adapters.tables import (
     VersionInfo,
     VersionItem,
     bind_tables,
+    connection,
 )
 from lorapin.domain.clock import iso, now_iso, parse_iso, processing_time, utc_now
 from lorapin.domain.events import ModelVersionActivated, TrainingFailed
@@ -51,7 +51,7 @@ RECONCILER_STATE = "reconciler"
 class Repository:
     def __init__(self, settings: Settings) -> None:
         bind_tables(settings)
-        self._connection = Connection(region=settings.aws_region, host=settings.aws_endpoint_url)
+        self._connection = connection(settings.aws_region, settings.aws_endpoint_url)  # the tables' own
         self.shards = settings.in_flight_shards
 
     def shard(self, prefix: str, item_id: str) -> str:

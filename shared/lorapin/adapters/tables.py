@@ -1,10 +1,14 @@
 """PynamoDB models of lorapin's tables (keys and indexes as in docs/CONTRACTS.md and template.yaml).
 
 Table names and the endpoint come from `Settings` through `bind_tables`, called once at cold start.
+Every table talks through one PynamoDB connection (`connection()`), whose DynamoDB client comes
+from the process's one botocore session (`lorapin.adapters.aws`): PynamoDB's default is a
+connection, a session and a client per table, ~35 ms each the first time a table is used.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from pynamodb.attributes import (
@@ -15,10 +19,47 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
+from pynamodb.connection.table import TableConnection
+from pynamodb.exceptions import TableError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from lorapin.adapters.aws import SharedSessionConnection
 from lorapin.adapters.settings import Settings
+
+_adding = threading.Lock()
+_shared: dict[tuple[str | None, str | None], SharedSessionConnection] = {}  # (region, endpoint) → its connection
+
+
+def connection(region: str | None, host: str | None) -> SharedSessionConnection:
+    """The one connection of every table (and of the repository's transactions) in `region`."""
+    with _adding:
+        return _shared.setdefault((region, host), SharedSessionConnection(region=region, host=host))
+
+
+def forget_connections() -> None:
+    """Drop every connection (a SnapStart restore): the next request opens a new one."""
+    _shared.clear()
+    for table in ALL_TABLES:
+        table._connection = None
+
+
+class Table(Model):
+    """A lorapin table: PynamoDB's model, on the shared connection."""
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        table = super()._get_connection()  # PynamoDB's own, with this table's schema
+        shared = connection(cls.Meta.region, getattr(cls.Meta, "host", None))
+        if table.connection is not shared:
+            with _adding:  # two threads may reach a table's first use together
+                try:
+                    shared.get_meta_table(cls.Meta.table_name)  # known already: the table was bound again
+                except TableError:
+                    shared.add_meta_table(table.connection.get_meta_table(cls.Meta.table_name))
+            table.connection = shared
+        return table
+
 
 # What the reconciler must look at sits in a sparse `due` index, spread over N partition keys
 # (`due_shard`, e.g. "t7") and ordered by when it is due (`due_at`): no key value takes every
@@ -61,7 +102,7 @@ class DueModels(GlobalSecondaryIndex["ModelItem"]):
     due_at = UnicodeAttribute(range_key=True)
 
 
-class ModelItem(Model):
+class ModelItem(Table):
     """One per user: the destination model, its trigger word and the current version."""
 
     class Meta:
@@ -121,7 +162,7 @@ class DueTrainings(GlobalSecondaryIndex["TrainingItem"]):
     due_at = UnicodeAttribute(range_key=True)
 
 
-class TrainingItem(Model):
+class TrainingItem(Table):
     class Meta:
         table_name = "Trainings"
         region = "us-east-1"
@@ -166,7 +207,7 @@ class VersionsBySeq(GlobalSecondaryIndex["VersionItem"]):
     seq = NumberAttribute(range_key=True)
 
 
-class VersionItem(Model):
+class VersionItem(Table):
     """Every version ever produced for a user's destination (R10)."""
 
     class Meta:
@@ -215,7 +256,7 @@ class DueGenerations(GlobalSecondaryIndex["GenerationItem"]):
     due_at = UnicodeAttribute(range_key=True)
 
 
-class GenerationItem(Model):
+class GenerationItem(Table):
     class Meta:
         table_name = "Generations"
         region = "us-east-1"
@@ -243,7 +284,7 @@ class GenerationItem(Model):
     due = DueGenerations()
 
 
-class StateItem(Model):
+class StateItem(Table):
     """What the reconciler keeps between runs: where it stopped, and recent training durations."""
 
     class Meta:
@@ -257,7 +298,7 @@ class StateItem(Model):
     updated_at = UnicodeAttribute(null=True)
 
 
-class PhotoItem(Model):
+class PhotoItem(Table):
     """One uploaded photo as the inspector found it (REQUIREMENTS §6), written on its arrival.
 
     `etag` is the S3 object's at inspection: the training zip is built from exactly those bytes.
@@ -285,7 +326,7 @@ class PhotoItem(Model):
     inspected_at = UnicodeAttribute()
 
 
-class PhotoSetItem(Model):
+class PhotoSetItem(Table):
     """The photo set a training used (its manifest): the next merge starts from the set of the
     training that made the current version. Written with the training, never changed."""
 
@@ -299,7 +340,7 @@ class PhotoSetItem(Model):
     created_at = UnicodeAttribute()
 
 
-ALL_TABLES: tuple[type[Model], ...] = (ModelItem, TrainingItem, VersionItem, GenerationItem, StateItem, PhotoItem,
+ALL_TABLES: tuple[type[Table], ...] = (ModelItem, TrainingItem, VersionItem, GenerationItem, StateItem, PhotoItem,
                                        PhotoSetItem)
 
 

@@ -1,0 +1,89 @@
+"""One botocore session for every AWS client the process makes.
+
+A botocore session reads the endpoint rules and each service's model the first time one of its
+clients needs them: on python3.12 the first client of a session takes ~35 ms, each further client
+2 to 8 ms. boto3's default session, Powertools' parameter providers and every PynamoDB connection
+(one per table) each had their own, so a function's first request paid the ~35 ms again for each:
+the generation function's first `POST /generations` ~150 ms for its tables, its secret and S3
+(README, Performance). Every client lorapin makes now comes from this session: boto3 clients
+(`client`), Powertools' secrets and parameters (`boto3_session`) and PynamoDB's one connection
+(`SharedSessionConnection`, `lorapin.adapters.tables.connection`).
+
+Making clients from one botocore session is not thread-safe (PynamoDB gives each thread a session
+of its own for that reason), so `create_client` holds a lock here. Clients themselves are
+thread-safe, and are shared.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+import boto3
+import botocore.session
+from pynamodb.connection import Connection
+
+
+class LockedSession(botocore.session.Session):
+    """A botocore session whose clients are made one at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._creating = threading.Lock()
+
+    def create_client(self, *args: Any, **kwargs: Any) -> Any:
+        with self._creating:
+            return super().create_client(*args, **kwargs)
+
+
+_making = threading.Lock()  # two threads' first clients must not make two sessions
+_sessions: dict[str, Any] = {}  # "botocore" and "boto3": the process's one session of each library
+
+
+def botocore_session() -> LockedSession:
+    with _making:
+        if "botocore" not in _sessions:
+            _sessions["botocore"] = LockedSession()
+        session: LockedSession = _sessions["botocore"]
+    return session
+
+
+def boto3_session() -> boto3.Session:
+    shared = botocore_session()
+    with _making:
+        if "boto3" not in _sessions:
+            _sessions["boto3"] = boto3.Session(botocore_session=shared)
+        session: boto3.Session = _sessions["boto3"]
+    return session
+
+
+def client(service: str, region: str, **options: Any) -> Any:
+    """A boto3 client of the shared session (`options`: boto3's, e.g. `config`)."""
+    return boto3_session().client(service, region_name=region, **options)  # type: ignore[call-overload]
+
+
+class SharedSessionConnection(Connection):
+    """PynamoDB's connection, making its DynamoDB client from the shared session."""
+
+    @property
+    def session(self) -> botocore.session.Session:
+        return botocore_session()
+
+
+def share_with_powertools(kind: Literal["secrets", "ssm"]) -> None:
+    """Powertools' `get_secret`/`get_parameter` keep one provider of each kind per process
+    (`DEFAULT_PROVIDERS`, emptied by `parameters.clear_caches()`), each on a boto3 session of its
+    own; put one there made from the shared session, unless there is one already."""
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
+    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+
+    if kind not in DEFAULT_PROVIDERS:
+        provider = SecretsProvider if kind == "secrets" else SSMProvider
+        DEFAULT_PROVIDERS[kind] = provider(boto3_session=boto3_session())
+
+
+def forget_session() -> None:
+    """Drop the session: the next client starts a new one (a SnapStart restore, tests that move
+    the endpoint). Clients already made keep working."""
+    with _making:
+        _sessions.clear()
