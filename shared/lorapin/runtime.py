@@ -1,9 +1,11 @@
 """The composition root: the one place that builds a function's collaborators.
 
 Functions and tests ask a `Runtime` for what they need (`runtime.generations()`,
-`runtime.completion()`, ...) instead of assembling services by hand. Cold start matters: nothing
-here connects anywhere or reads a secret at import time; each client is built on first use and
-kept for the warm container.
+`runtime.completion()`, ...) instead of assembling services by hand. Nothing here connects anywhere
+or reads a secret at import time. Each function makes at init, with `prepare`, the clients its
+requests use (so that its first request does not pay for them), all from the process's one AWS
+session (`lorapin.adapters.aws`); anything else is made on first use. All are kept for the warm
+container, and made again after a SnapStart restore.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Runtime:
         self._given_events_client = events_client
         self._given_functions = functions
         self._gateway: tuple[str, Replicate] | None = None  # (the token it was built with, the gateway)
+        self._prepared: tuple[Need, ...] = ()
 
     # --- adapters --------------------------------------------------------------------------------
     @cached_property
@@ -70,8 +73,10 @@ class Runtime:
     @property
     def secrets(self) -> ReplicateSecrets:
         """Read through Powertools' cache on every call, so a rotated secret is picked up."""
+        from lorapin.adapters.aws import share_with_powertools
         from lorapin.adapters.secrets import load_replicate_secrets
 
+        share_with_powertools("secrets", self.settings.aws_region)  # the provider's client: the shared session's
         return load_replicate_secrets(self.settings.replicate_secret_arn)
 
     @property
@@ -117,6 +122,7 @@ class Runtime:
         sent): otherwise the first request makes them. "downloads" imports httpx and patches it for
         X-Ray, "replicate" the Replicate client too; the gateway itself needs the secret's token,
         which a request reads."""
+        self._prepared = tuple(dict.fromkeys((*self._prepared, *needs)))
         for need in needs:
             if need == "dynamodb":
                 from lorapin.adapters.tables import connection
@@ -131,7 +137,7 @@ class Runtime:
                 import lorapin.adapters.secrets  # noqa: F401  (and the checks a secret's value gets)
                 from lorapin.adapters.aws import share_with_powertools
 
-                share_with_powertools("secrets")
+                share_with_powertools("secrets", self.settings.aws_region)
             elif need == "lambda":
                 _ = self.functions
             elif need in ("downloads", "replicate") and self._given_replicate is None:
@@ -216,7 +222,7 @@ class Runtime:
 
         from lorapin.adapters.aws import share_with_powertools
 
-        share_with_powertools("ssm")
+        share_with_powertools("ssm", self.settings.aws_region)
         value = parameters.get_parameter(self.settings.api_url_parameter, max_age=API_URL_MAX_AGE_SECONDS)
         return str(value).rstrip("/")
 
@@ -253,6 +259,7 @@ class Runtime:
         parameters.clear_caches()
         tables.forget_connections()
         aws.forget_session()
+        self.prepare(*self._prepared)  # what the init had made, made again before the first request
 
 
 @lru_cache(maxsize=1)

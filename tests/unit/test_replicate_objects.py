@@ -36,7 +36,11 @@ def test_what_is_not_a_training_is_refused(data: object) -> None:
         ReplicateTraining.parse(data)
 
 
-@pytest.mark.parametrize("raw", ["", "{", b"\xff\xfe", "[" * 100_000 + "]" * 100_000])
+@pytest.mark.parametrize("raw", ["", "{", b"\xff\xfe", "[" * 100_000 + "]" * 100_000,
+                                 '{"id": "p1", "status": "ok"}'.encode("utf-16"),  # JSON, but not UTF-8
+                                 b'\xef\xbb\xbf{"id": "p1", "status": "ok"}',  # a byte order mark
+                                 '{"id": "p1", "status": "ok", "error": "\\ud800"}',  # an escaped lone surrogate
+                                 '{"id": "p1\ud800", "status": "ok"}'])  # and one in the text
 def test_what_is_not_json_is_refused(raw: str | bytes) -> None:
     with pytest.raises(InvalidReplicateObject):
         ReplicatePrediction.parse_json(raw)

@@ -56,6 +56,17 @@ def test_every_missing_and_every_unreadable_variable_is_named_in_one_error() -> 
     assert "REPLICATE_TIMEOUT_SECONDS: must be at most 60" in message
 
 
+@pytest.mark.parametrize(("written", "read"), [("16", 16), (" 16 ", 16), ("16.0", 16), ("+16", 16)])
+def test_a_whole_number_may_be_written_as_a_cloudformation_number(written: str, read: int) -> None:
+    assert Settings.from_env({**REQUIRED, "IN_FLIGHT_SHARDS": written}).in_flight_shards == read
+
+
+@pytest.mark.parametrize("written", ["16.5", "1e2", "", "sixteen", "\u0661\u0666", "16.0.0"])
+def test_what_is_not_a_whole_number_is_refused(written: str) -> None:
+    with pytest.raises(RuntimeError, match="IN_FLIGHT_SHARDS: must be a whole number"):
+        Settings.from_env({**REQUIRED, "IN_FLIGHT_SHARDS": written})
+
+
 def test_settings_cannot_change_once_read() -> None:
     settings = Settings.from_env(REQUIRED)
     with pytest.raises(AttributeError):

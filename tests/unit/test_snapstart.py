@@ -41,6 +41,29 @@ def test_a_restore_rebuilds_clients_and_rereads_secrets(services: Services, monk
     assert len(reads) == cached_reads + 1  # the secret is read again, not taken from the snapshot
 
 
+def test_a_restore_makes_again_what_the_init_had_made(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`prepare` made the clients at init; a restore drops them (their connections and credentials
+    belong to the snapshot) and makes them again before the first request, on a new session."""
+    import botocore.session
+
+    runtime = services.runtime
+    runtime.prepare("dynamodb", "s3")
+    media = runtime.media
+    made: list[object] = []
+    original = botocore.session.Session.__init__
+
+    def counted(self: botocore.session.Session, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(botocore.session.Session, "__init__", counted)
+    runtime.refresh_after_restore()
+    assert len(made) == 1  # one new session, made by the hook itself
+    assert "media" in runtime.__dict__ and runtime.media is not media  # S3's client: made again, not on first use
+    assert runtime.repository.get_model(services.user) is None
+    assert len(made) == 1  # the request made none
+
+
 def test_the_hook_is_registered_only_where_the_runtime_provides_it(monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = Runtime.__new__(Runtime)
     monkeypatch.delitem(sys.modules, "snapshot_restore_py", raising=False)

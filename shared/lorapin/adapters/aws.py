@@ -70,16 +70,18 @@ class SharedSessionConnection(Connection):
         return botocore_session()
 
 
-def share_with_powertools(kind: Literal["secrets", "ssm"]) -> None:
+def share_with_powertools(kind: Literal["secrets", "ssm"], region: str) -> None:
     """Powertools' `get_secret`/`get_parameter` keep one provider of each kind per process
     (`DEFAULT_PROVIDERS`, emptied by `parameters.clear_caches()`), each on a boto3 session of its
-    own; put one there made from the shared session, unless there is one already."""
+    own; put one there whose client comes from the shared session, unless there is one already."""
     from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
     from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 
     if kind not in DEFAULT_PROVIDERS:
-        provider = SecretsProvider if kind == "secrets" else SSMProvider
-        DEFAULT_PROVIDERS[kind] = provider(boto3_session=boto3_session())
+        if kind == "secrets":
+            DEFAULT_PROVIDERS[kind] = SecretsProvider(boto3_client=client("secretsmanager", region))
+        else:
+            DEFAULT_PROVIDERS[kind] = SSMProvider(boto3_client=client("ssm", region))
 
 
 def forget_session() -> None:

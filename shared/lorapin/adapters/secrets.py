@@ -28,9 +28,6 @@ def load_replicate_secrets(secret_arn: str) -> ReplicateSecrets:
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters import GetParameterError
 
-    from lorapin.adapters.aws import share_with_powertools
-
-    share_with_powertools("secrets")
     try:
         raw = str(parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS))
     except GetParameterError as exc:  # Powertools wraps the SDK's error (as the exception's context)

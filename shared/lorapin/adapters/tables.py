@@ -28,20 +28,28 @@ from lorapin.adapters.aws import SharedSessionConnection
 from lorapin.adapters.settings import Settings
 
 _adding = threading.Lock()
+MAX_POOL_CONNECTIONS = 32
+"""Every table shares one client, so one HTTP pool: the reconciler reads with up to 8 threads while
+8 more work on items (PynamoDB's default pool holds 10). Per-table `Meta` options of PynamoDB
+(timeouts, retries, pool size) are not read: every lorapin table uses the defaults."""
 _shared: dict[tuple[str | None, str | None], SharedSessionConnection] = {}  # (region, endpoint) → its connection
 
 
 def connection(region: str | None, host: str | None) -> SharedSessionConnection:
     """The one connection of every table (and of the repository's transactions) in `region`."""
     with _adding:
-        return _shared.setdefault((region, host), SharedSessionConnection(region=region, host=host))
+        if (region, host) not in _shared:
+            _shared[region, host] = SharedSessionConnection(region=region, host=host,
+                                                            max_pool_connections=MAX_POOL_CONNECTIONS)
+        return _shared[region, host]
 
 
 def forget_connections() -> None:
     """Drop every connection (a SnapStart restore): the next request opens a new one."""
-    _shared.clear()
-    for table in ALL_TABLES:
-        table._connection = None
+    with _adding:
+        _shared.clear()
+        for table in ALL_TABLES:
+            table._connection = None
 
 
 class Table(Model):

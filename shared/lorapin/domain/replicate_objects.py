@@ -65,10 +65,15 @@ class ReplicateObject:
 
     @classmethod
     def parse_json(cls, raw: bytes | str) -> Self:
+        """`raw`: UTF-8 JSON (json.loads alone would take UTF-16 too, and lone surrogates, which
+        could not be stored or logged)."""
         try:
-            data = json.loads(raw)
-        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
-            raise InvalidReplicateObject(f"not JSON: {exc}") from None
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            text.encode("utf-8")  # no lone surrogates in the text itself
+            data = json.loads(text)
+            json.dumps(data, ensure_ascii=False).encode("utf-8")  # nor escaped ones (`"\ud800"`)
+        except (ValueError, UnicodeError) as exc:  # JSONDecodeError is a ValueError
+            raise InvalidReplicateObject(f"not UTF-8 JSON: {exc}") from None
         except RecursionError:  # arrays or objects nested thousands deep
             raise InvalidReplicateObject("nested too deeply") from None
         return cls.parse(data)
