@@ -137,6 +137,9 @@ class ReplicateEmulator:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # As the local HTTP API's: an answer is written as its head, then its body, and with
+            # Nagle's algorithm the body can wait for the client's delayed ACK (~40 ms on Linux).
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 emulator._serve(self)
