@@ -61,17 +61,18 @@ class ReplicateObject:
         for name in cls.OPTIONAL_TEXT:
             if not isinstance(values.get(name, ""), str):
                 raise InvalidReplicateObject(f"{name} must be a string")
+        try:  # what is kept is stored and logged: no lone surrogate (`"\ud800"`) in it
+            json.dumps(values, ensure_ascii=False).encode("utf-8")
+        except (UnicodeError, RecursionError):
+            raise InvalidReplicateObject("a value is not valid Unicode, or nested too deeply") from None
         return cls(**values)
 
     @classmethod
     def parse_json(cls, raw: bytes | str) -> Self:
-        """`raw`: UTF-8 JSON (json.loads alone would take UTF-16 too, and lone surrogates, which
-        could not be stored or logged)."""
+        """`raw`: UTF-8 JSON (json.loads alone would take UTF-16 too). Only the fields kept are
+        checked further: a training's `logs`, often the bulk of its body, is read once and dropped."""
         try:
-            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-            text.encode("utf-8")  # no lone surrogates in the text itself
-            data = json.loads(text)
-            json.dumps(data, ensure_ascii=False).encode("utf-8")  # nor escaped ones (`"\ud800"`)
+            data = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
         except (ValueError, UnicodeError) as exc:  # JSONDecodeError is a ValueError
             raise InvalidReplicateObject(f"not UTF-8 JSON: {exc}") from None
         except RecursionError:  # arrays or objects nested thousands deep
