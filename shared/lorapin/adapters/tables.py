@@ -58,6 +58,8 @@ class Table(Model):
     @classmethod
     def _get_connection(cls) -> TableConnection:
         table = super()._get_connection()  # PynamoDB's own, with this table's schema
+        if isinstance(table.connection, SharedSessionConnection):
+            return table  # every call after the first (each request's): no lock, no lookup
         shared = connection(cls.Meta.region, getattr(cls.Meta, "host", None))
         if table.connection is not shared:
             with _adding:  # two threads may reach a table's first use together
