@@ -4,8 +4,8 @@ A botocore session reads the endpoint rules and each service's model the first t
 clients needs them: on python3.12 the first client of a session takes ~35 ms, each further client
 2 to 8 ms. boto3's default session, Powertools' parameter providers and every PynamoDB connection
 (one per table) each had their own, so a function's first request paid the ~35 ms again for each:
-the generation function's first `POST /generations` ~150 ms for its tables, its secret and S3
-(README, Performance). Every client lorapin makes now comes from this session: boto3 clients
+~270 ms of clients for the generation function's first `POST /generations` (its tables, its
+secret and S3; README, Performance). Every client lorapin makes now comes from this session: boto3 clients
 (`client`), Powertools' secrets and parameters (`boto3_session`) and PynamoDB's one connection
 (`SharedSessionConnection`, `lorapin.adapters.tables.connection`).
 
@@ -37,24 +37,24 @@ class LockedSession(botocore.session.Session):
 
 
 _making = threading.Lock()  # two threads' first clients must not make two sessions
-_sessions: dict[str, Any] = {}  # "botocore" and "boto3": the process's one session of each library
+_shared: tuple[LockedSession, boto3.Session] | None = None  # the botocore session, and boto3's around it
+
+
+def _sessions() -> tuple[LockedSession, boto3.Session]:
+    global _shared
+    with _making:
+        if _shared is None:
+            core = LockedSession()
+            _shared = (core, boto3.Session(botocore_session=core))
+        return _shared
 
 
 def botocore_session() -> LockedSession:
-    with _making:
-        if "botocore" not in _sessions:
-            _sessions["botocore"] = LockedSession()
-        session: LockedSession = _sessions["botocore"]
-    return session
+    return _sessions()[0]
 
 
 def boto3_session() -> boto3.Session:
-    shared = botocore_session()
-    with _making:
-        if "boto3" not in _sessions:
-            _sessions["boto3"] = boto3.Session(botocore_session=shared)
-        session: boto3.Session = _sessions["boto3"]
-    return session
+    return _sessions()[1]
 
 
 def client(service: str, region: str, **options: Any) -> Any:
@@ -87,5 +87,6 @@ def share_with_powertools(kind: Literal["secrets", "ssm"], region: str) -> None:
 def forget_session() -> None:
     """Drop the session: the next client starts a new one (a SnapStart restore, tests that move
     the endpoint). Clients already made keep working."""
+    global _shared
     with _making:
-        _sessions.clear()
+        _shared = None
