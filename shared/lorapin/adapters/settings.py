@@ -39,11 +39,10 @@ def text(min_length: int = 0) -> Reader:
 
 def whole_number(*, ge: int | None = None, le: int | None = None) -> Reader:
     def read(value: str) -> int:
-        text = value.strip()
-        whole, _, zeros = text.partition(".")  # "16.0" too, as a CloudFormation Number may be written
+        whole, _, zeros = value.strip().partition(".")  # "16.0" too, as a CloudFormation Number may be written
         try:
             if zeros.strip("0") or not whole.lstrip("+-").isascii():
-                raise ValueError(text)
+                raise ValueError(value)
             number = int(whole)
         except ValueError:
             raise ValueError(f"must be a whole number, not {value!r}") from None
