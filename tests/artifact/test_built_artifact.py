@@ -227,6 +227,19 @@ def test_a_signed_webhook_answers_200(artifact: Artifact, xray: XRayDaemon) -> N
     assert forged.response["statusCode"] == 401
 
 
+def test_functions_that_store_media_load_no_s3_transfer_manager(artifact: Artifact, xray: XRayDaemon) -> None:
+    """lorapin's S3 calls (put, head, presign) are botocore's own: a boto3 client would load boto3's
+    transfer manager with s3transfer, multiprocessing and concurrent.futures (~15 ms of each of
+    these cold starts) for methods nothing calls."""
+    webhook = artifact.invoke("ReplicateWebhookFunction", resign(sample("training_succeeded.json"), SIGNING_SECRET),
+                              traced(xray))
+    generation = artifact.invoke("GenerationFunction", sample("model_version_activated.json"), traced(xray))
+    for done in (webhook, generation):
+        assert "lorapin.adapters.media" in done.at_init, done.output  # the function did make its S3 client
+        assert [name for name in done.modules if name.split(".")[0] == "s3transfer"
+                or name.startswith("boto3.s3")] == []
+
+
 def test_a_jwt_route_answers_for_the_caller_of_the_authorizers_claims(artifact: Artifact,
                                                                       xray: XRayDaemon) -> None:
     claims = {"sub": "artifact-user", "iss": "https://issuer.example", "aud": "lorapin-frontend"}

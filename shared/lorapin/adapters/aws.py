@@ -5,9 +5,13 @@ clients needs them: on python3.12 the first client of a session takes ~35 ms, ea
 2 to 8 ms. boto3's default session, Powertools' parameter providers and every PynamoDB connection
 (one per table) each had their own, so a function's first request paid the ~35 ms again for each:
 ~270 ms of clients for the generation function's first `POST /generations` (its tables, its
-secret and S3; README, Performance). Every client lorapin makes now comes from this session: boto3 clients
-(`client`), Powertools' secrets and parameters (`boto3_session`) and PynamoDB's one connection
+secret and S3; README, Performance). Every client lorapin makes now comes from this session:
+botocore clients (`client`), Powertools' secrets and parameters and PynamoDB's one connection
 (`SharedSessionConnection`, `lorapin.adapters.tables.connection`).
+
+The clients are botocore's, not boto3's: a boto3 client is the same client, except that boto3 gives
+an S3 client its transfer manager (`upload_file` and the like, which lorapin does not call) and
+imports s3transfer, multiprocessing and concurrent.futures for it, ~15 ms of a cold start.
 
 Making clients from one botocore session is not thread-safe (PynamoDB gives each thread a session
 of its own for that reason), so `create_client` holds a lock here. Clients themselves are
@@ -19,7 +23,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
-import boto3
 import botocore.session
 from pynamodb.connection import Connection
 
@@ -37,29 +40,20 @@ class LockedSession(botocore.session.Session):
 
 
 _making = threading.Lock()  # two threads' first clients must not make two sessions
-_shared: tuple[LockedSession, boto3.Session] | None = None  # the botocore session, and boto3's around it
-
-
-def _sessions() -> tuple[LockedSession, boto3.Session]:
-    global _shared
-    with _making:
-        if _shared is None:
-            core = LockedSession()
-            _shared = (core, boto3.Session(botocore_session=core))
-        return _shared
+_shared: LockedSession | None = None
 
 
 def botocore_session() -> LockedSession:
-    return _sessions()[0]
-
-
-def boto3_session() -> boto3.Session:
-    return _sessions()[1]
+    global _shared
+    with _making:
+        if _shared is None:
+            _shared = LockedSession()
+        return _shared
 
 
 def client(service: str, region: str, **options: Any) -> Any:
-    """A boto3 client of the shared session (`options`: boto3's, e.g. `config`)."""
-    return boto3_session().client(service, region_name=region, **options)  # type: ignore[call-overload]
+    """A client of the shared session (`options`: botocore's `create_client`'s, e.g. `config`)."""
+    return botocore_session().create_client(service, region_name=region, **options)
 
 
 class SharedSessionConnection(Connection):
