@@ -88,8 +88,6 @@ class Runtime:
         from lorapin.adapters.replicate_gateway import ReplicateGateway
 
         token = self.secrets.api_token
-        if self._gateway is None:
-            trace_replicate_calls()
         if self._gateway is None or self._gateway[0] != token:
             self._gateway = (token, ReplicateGateway(token, self.settings.replicate_base_url,
                                                      downloads=self.settings.download_policy(),
@@ -119,9 +117,9 @@ class Runtime:
 
     def prepare(self, *needs: Need) -> None:
         """Make now, at the cold start, the clients a function's requests need (no request is
-        sent): otherwise the first request makes them. "downloads" imports httpx and patches it for
-        X-Ray, "replicate" the Replicate client too; the gateway itself needs the secret's token,
-        which a request reads."""
+        sent): otherwise the first request makes them. "downloads" imports the gateway that downloads
+        outputs (over botocore's urllib3), "replicate" the Replicate client and httpx, patched for
+        X-Ray; the gateway itself needs the secret's token, which a request reads."""
         self._prepared = tuple(dict.fromkeys((*self._prepared, *needs)))
         for need in needs:
             if need == "dynamodb":
@@ -134,18 +132,22 @@ class Runtime:
             elif need == "s3":
                 _ = self.media
             elif need == "secrets":
-                import lorapin.adapters.secrets  # noqa: F401  (and the checks a secret's value gets)
+                import lorapin.adapters.secrets  # (and the checks a secret's value gets)
                 from lorapin.adapters.aws import share_with_powertools
 
                 share_with_powertools("secrets", self.settings.aws_region)
             elif need == "lambda":
                 _ = self.functions
-            elif need in ("downloads", "replicate") and self._given_replicate is None:
-                import httpx  # noqa: F401  (the transport of downloads and of the client)
+            elif need == "downloads":
+                import urllib3  # noqa: F401  (botocore's: loaded already)
 
+                import lorapin.adapters.replicate_gateway  # (its `download`)
+            elif need == "replicate" and self._given_replicate is None:
+                import httpx  # noqa: F401  (the client's transport)
+                import replicate  # noqa: F401
+
+                import lorapin.adapters.replicate_gateway  # noqa: F401  (the gateway)
                 trace_replicate_calls()
-                if need == "replicate":
-                    import replicate  # noqa: F401
 
     # --- services --------------------------------------------------------------------------------
     def generations(self, limits: GenerationLimits | None = None) -> Generations:

@@ -16,7 +16,7 @@ import requests
 
 from lorapin.adapters.replicate_gateway import ReplicateGateway
 from lorapin.domain.downloads import DownloadPolicy
-from lorapin.domain.errors import DownloadRefused
+from lorapin.domain.errors import DownloadRefused, UpstreamUnavailable
 from tests.harness import Harness, seed_training, wait_for
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
@@ -117,6 +117,36 @@ def test_a_body_over_the_cap_is_refused(origins: tuple[Origin, Origin], headers:
     trusted.routes["/big.png"] = (200, headers, b"x" * 20_000)
     with pytest.raises(DownloadRefused, match="larger than 10000 bytes"):
         gateway_for(trusted, max_bytes=10_000).download(f"{trusted.url}/big.png")
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_an_allowed_source_that_answers_an_error_is_unavailable_not_refused(origins: tuple[Origin, Origin],
+                                                                             status: int) -> None:
+    """Unavailable (the copy is retried while Replicate keeps the output), not refused (failed at once)."""
+    trusted, _ = origins
+    trusted.routes["/gone.png"] = (status, {"content-type": "text/plain"}, b"no")
+    with pytest.raises(UpstreamUnavailable, match=f"HTTP {status}"):
+        gateway_for(trusted).download(f"{trusted.url}/gone.png")
+
+
+def test_an_allowed_source_that_is_down_is_unavailable(origins: tuple[Origin, Origin]) -> None:
+    trusted, _ = origins
+    url = f"{trusted.url}/out-0.png"
+    gateway = gateway_for(trusted)
+    trusted.close()
+    with pytest.raises(UpstreamUnavailable, match="could not download output"):
+        gateway.download(url)
+
+
+@pytest.mark.parametrize("url", ["http://[127.0.0.1/out.png", "http://u:p@{host}/out-0.png", "file:///etc/passwd",
+                                 "//{host}/out-0.png"],
+                         ids=["unparseable", "credentials", "file", "no scheme"])
+def test_what_the_policy_cannot_admit_is_refused_before_any_request(origins: tuple[Origin, Origin], url: str) -> None:
+    trusted, _ = origins
+    trusted.routes["/out-0.png"] = (200, {"content-type": "image/png"}, PNG)
+    with pytest.raises(DownloadRefused):
+        gateway_for(trusted).download(url.format(host=trusted.url.removeprefix("http://")))
+    assert trusted.hits == []
 
 
 # --- the webhook, with a leaked signing secret -------------------------------------------------------

@@ -21,8 +21,8 @@ from lorapin.domain.replicate_objects import ReplicatePrediction, ReplicateTrain
 from lorapin.domain.versions import ModelName, VersionRef
 
 if TYPE_CHECKING:
-    import httpx
     import replicate
+    import urllib3
 
 T = TypeVar("T")
 
@@ -30,6 +30,8 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 READ_TIMEOUT_SECONDS = 10.0  # the webhook must answer within seconds; Replicate answers faster
 RETRY_DELAYS_SECONDS = (0.25, 0.75, 1.5)  # bounded: the caller's API request must still finish
 REPLICATE_DOWNLOADS = DownloadPolicy.from_allow_list(DEFAULT_ALLOWED_SOURCES)
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 VERSION_PAGES = 100  # pages of one destination's versions at most: thousands, far beyond one user's trainings
 
 
@@ -65,6 +67,9 @@ class ReplicateGateway:
             import httpx
             import replicate
 
+            from lorapin.observability import trace_replicate_calls
+
+            trace_replicate_calls()  # patches httpx for X-Ray: here, as the first path that calls Replicate
             self._client = replicate.Client(
                 api_token=self._api_token, base_url=self._base_url,
                 timeout=httpx.Timeout(self._timeout, connect=CONNECT_TIMEOUT_SECONDS))
@@ -136,39 +141,57 @@ class ReplicateGateway:
         """Fetch a prediction output before Replicate deletes it (outputs live for an hour), only from
         the allowed sources (`lorapin.domain.downloads`): each hop of a redirect is checked before it
         is requested, the body is capped and the whole download has a deadline. A refusal raises
-        `DownloadRefused` without fetching; a failure of an allowed source, `UpstreamUnavailable`."""
-        import httpx
+        `DownloadRefused` without fetching; a failure of an allowed source, `UpstreamUnavailable`.
+
+        Over urllib3, botocore's own HTTP client and so loaded already: the webhook function, which
+        downloads but calls no Replicate API, then never imports httpx (~11 ms of its cold start).
+        URLs are parsed by urllib3's parser, the one that parses them again to send the request, so
+        what is checked is what is requested."""
+        from urllib.parse import urljoin
+
+        import urllib3
+        from urllib3.exceptions import HTTPError, LocationParseError
+        from urllib3.util import parse_url
+
+        from lorapin.observability import tracer
 
         policy = self._downloads
         deadline = time.monotonic() + policy.timeout_seconds
-        timeout = httpx.Timeout(min(READ_TIMEOUT_SECONDS, policy.timeout_seconds), connect=CONNECT_TIMEOUT_SECONDS)
-        try:
-            target = httpx.URL(url)
-        except httpx.InvalidURL as exc:
-            raise DownloadRefused("Refused to download a URL that cannot be parsed.") from exc
-        with httpx.Client(follow_redirects=False, timeout=timeout, trust_env=False) as client:
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS,
+                                  read=min(READ_TIMEOUT_SECONDS, policy.timeout_seconds))
+        # A pool per download, as the client per download before: no connection outlives it.
+        with tracer.provider.in_subsegment("## download output"), \
+                urllib3.PoolManager(timeout=timeout, retries=False) as pool:
             for _ in range(policy.max_redirects + 1):
-                policy.require_allowed(DownloadTarget(target.scheme, target.host, target.port,
-                                                      has_userinfo=bool(target.userinfo)))
                 try:
-                    with client.stream("GET", target) as response:
-                        if response.is_redirect and "location" in response.headers:
-                            target = response.url.join(response.headers["location"])
+                    target = parse_url(url)
+                except LocationParseError as exc:
+                    raise DownloadRefused("Refused to download a URL that cannot be parsed.") from exc
+                policy.require_allowed(DownloadTarget(target.scheme or "", target.host or "", target.port,
+                                                      has_userinfo=target.auth is not None))
+                try:
+                    response = pool.request("GET", target.url, redirect=False, preload_content=False)
+                    try:
+                        if response.status in REDIRECT_STATUSES and response.headers.get("location"):
+                            url = urljoin(target.url, response.headers["location"])
                             continue
-                        response.raise_for_status()
+                        if response.status >= 400:
+                            raise UpstreamUnavailable(f"could not download output {url}: HTTP {response.status}")
                         return self._read_capped(response, policy, deadline), response.headers.get(
                             "content-type", "application/octet-stream")
-                except httpx.HTTPError as exc:
+                    finally:
+                        response.close()  # an unread or refused body: its connection is not reused
+                except HTTPError as exc:
                     raise UpstreamUnavailable(f"could not download output {url}: {exc}") from exc
         raise DownloadRefused(f"Refused to follow more than {policy.max_redirects} redirects for one output.")
 
     @staticmethod
-    def _read_capped(response: httpx.Response, policy: DownloadPolicy, deadline: float) -> bytes:
+    def _read_capped(response: urllib3.BaseHTTPResponse, policy: DownloadPolicy, deadline: float) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit():
             policy.refuse_size(int(declared))
         chunks, size = [], 0
-        for chunk in response.iter_bytes():
+        for chunk in response.stream(DOWNLOAD_CHUNK_BYTES):
             size += len(chunk)
             policy.refuse_size(size)
             if time.monotonic() > deadline:
