@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +243,73 @@ def test_functions_that_store_media_load_no_s3_transfer_manager(artifact: Artifa
         assert "lorapin.adapters.media" in done.at_init, done.output  # the function did make its S3 client
         assert [name for name in done.modules if name.split(".")[0] == "s3transfer"
                 or name.startswith("boto3.s3")] == []
+
+
+class OutputOrigin:
+    """Where a prediction's output is served from: one PNG, and every path asked for."""
+
+    def __init__(self, body: bytes) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class _Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(200)
+                self.send_header("content-type", "image/png")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def names_in(segments: list[dict[str, Any]]) -> set[str]:
+    """Every segment's and nested subsegment's name."""
+    return {name for segment in segments
+            for name in (segment["name"], *names_in(segment.get("subsegments", [])))}
+
+
+def test_a_prediction_webhook_copies_its_output_with_the_layer_and_the_runtimes_urllib3(
+        artifact: Artifact, xray: XRayDaemon) -> None:
+    """The download as Lambda runs it: over the urllib3 the runtime's botocore brings, traced in a
+    subsegment of its own (urllib3 is not patched for X-Ray), the copy stored in the media bucket."""
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    origin = OutputOrigin(png)
+    generation_id, prediction_id = f"gen_20261207000000{uuid.uuid4().hex[:16]}", f"p{uuid.uuid4().hex[:12]}"
+    artifact.aws.client("dynamodb").put_item(TableName=artifact.aws.names["GenerationsTable"], Item={
+        "generation_id": {"S": generation_id}, "user_id": {"S": "artifact-user"}, "status": {"S": "starting"},
+        "prompt": {"S": "TOK on a bike"}, "request": {"S": json.dumps({"prompt": "on a bike"})},
+        "replicate_prediction_id": {"S": prediction_id}, "created_at": {"S": "2026-11-24T11:00:00+00:00"}})
+    event = sample("prediction_succeeded.json")
+    body = {**json.loads(event["body"]), "id": prediction_id, "output": [f"{origin.url}/out-0.png"],
+            "completed_at": datetime.now(UTC).isoformat()}
+    event.update(body=json.dumps(body), rawQueryString=f"generation_id={generation_id}",
+                 queryStringParameters={"generation_id": generation_id})
+    try:
+        done = artifact.invoke("ReplicateWebhookFunction", resign(event, SIGNING_SECRET),
+                               {**traced(xray), "DOWNLOAD_ALLOWED_HOSTS": origin.url})
+    finally:
+        origin.close()
+    assert done.response["statusCode"] == 200, done.output
+    assert json.loads(done.response["body"]) == {"outcome": "recorded"}
+    assert origin.hits == ["/out-0.png"]
+    (copy,) = artifact.aws.client("s3").list_objects_v2(Bucket=artifact.aws.names["MediaBucket"],
+                                                         Prefix="users/artifact-user/")["Contents"]
+    stored = artifact.aws.client("s3").get_object(Bucket=artifact.aws.names["MediaBucket"], Key=copy["Key"])
+    assert stored["Body"].read() == png
+    assert "## download output" in names_in(xray.received())
+    assert Path(done.modules["urllib3"]).resolve().is_relative_to(artifact.runtime.resolve())
+    assert done.imported_by_the_request(*MADE_AT_INIT) == []
 
 
 def test_a_jwt_route_answers_for_the_caller_of_the_authorizers_claims(artifact: Artifact,
