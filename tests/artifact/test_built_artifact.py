@@ -303,9 +303,9 @@ def test_a_prediction_webhook_copies_its_output_with_the_layer_and_the_runtimes_
     assert done.response["statusCode"] == 200, done.output
     assert json.loads(done.response["body"]) == {"outcome": "recorded"}
     assert origin.hits == ["/out-0.png"]
-    (copy,) = artifact.aws.client("s3").list_objects_v2(Bucket=artifact.aws.names["MediaBucket"],
-                                                         Prefix="users/artifact-user/")["Contents"]
-    stored = artifact.aws.client("s3").get_object(Bucket=artifact.aws.names["MediaBucket"], Key=copy["Key"])
+    s3, bucket = artifact.aws.client("s3"), artifact.aws.names["MediaBucket"]
+    (copy,) = s3.list_objects_v2(Bucket=bucket, Prefix=f"users/artifact-user/generations/{generation_id}/")["Contents"]
+    stored = s3.get_object(Bucket=bucket, Key=copy["Key"])
     assert stored["Body"].read() == png
     assert "## download output" in names_in(xray.received())
     assert Path(done.modules["urllib3"]).resolve().is_relative_to(artifact.runtime.resolve())

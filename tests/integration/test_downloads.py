@@ -6,7 +6,9 @@ turn the webhook into a fetch-anything proxy."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +30,9 @@ class Origin:
     def __init__(self) -> None:
         self.hits: list[str] = []
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.hangups: set[str] = set()  # paths answered by closing the connection, nothing sent
+        self.drips: dict[str, tuple[int, float]] = {}  # path → (bytes, seconds between them), one at a time
+        self.abandoned: list[str] = []  # dripped paths whose client left before the body ended
         origin = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -35,6 +40,12 @@ class Origin:
 
             def do_GET(self) -> None:
                 origin.hits.append(self.path)
+                if self.path in origin.hangups:
+                    self.close_connection = True
+                    return
+                if self.path in origin.drips:
+                    self._drip(*origin.drips[self.path])
+                    return
                 status, headers, body = origin.routes.get(self.path, (404, {}, b""))
                 self.send_response(status)
                 for key, value in headers.items():
@@ -49,6 +60,20 @@ class Origin:
                     self.wfile.write(b"0\r\n\r\n")
                 else:
                     self.wfile.write(body)
+
+            def _drip(self, size: int, every: float) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "image/png")
+                self.send_header("content-length", str(size))
+                self.end_headers()
+                try:
+                    for _ in range(size):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(every)  # the pace of a source that trickles, not a wait for an outcome
+                except OSError:
+                    origin.abandoned.append(self.path)
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -76,9 +101,10 @@ def origins() -> Iterator[tuple[Origin, Origin]]:
         yield trusted, elsewhere
 
 
-def gateway_for(trusted: Origin, *, max_bytes: int = 1024 * 1024) -> ReplicateGateway:
+def gateway_for(trusted: Origin, *, max_bytes: int = 1024 * 1024, timeout_seconds: float = 30) -> ReplicateGateway:
     return ReplicateGateway("r8_local", "http://127.0.0.1:9",
-                            downloads=DownloadPolicy.from_allow_list(trusted.url, max_bytes=max_bytes))
+                            downloads=DownloadPolicy.from_allow_list(trusted.url, max_bytes=max_bytes,
+                                                                     timeout_seconds=timeout_seconds))
 
 
 def test_an_allowed_source_is_downloaded_and_a_redirect_within_it_is_followed(
@@ -119,23 +145,53 @@ def test_a_body_over_the_cap_is_refused(origins: tuple[Origin, Origin], headers:
         gateway_for(trusted, max_bytes=10_000).download(f"{trusted.url}/big.png")
 
 
-@pytest.mark.parametrize("status", [404, 500])
-def test_an_allowed_source_that_answers_an_error_is_unavailable_not_refused(origins: tuple[Origin, Origin],
-                                                                             status: int) -> None:
-    """Unavailable (the copy is retried while Replicate keeps the output), not refused (failed at once)."""
+@pytest.mark.parametrize(("status", "headers"), [(404, {}), (500, {}), (300, {"location": "/out-0.png"}),
+                                                (302, {}), (204, {})],
+                         ids=["404", "500", "300", "302 without location", "204"])
+def test_an_answer_that_is_not_an_output_nor_a_redirect_is_unavailable_not_refused(
+        origins: tuple[Origin, Origin], status: int, headers: dict[str, str]) -> None:
+    """Unavailable (the copy is retried while Replicate keeps the output), not refused (failed at
+    once), and no body of such an answer is ever stored as the image."""
     trusted, _ = origins
-    trusted.routes["/gone.png"] = (status, {"content-type": "text/plain"}, b"no")
+    trusted.routes["/gone.png"] = (status, {"content-type": "image/png", **headers}, PNG if status != 204 else b"")
     with pytest.raises(UpstreamUnavailable, match=f"HTTP {status}"):
         gateway_for(trusted).download(f"{trusted.url}/gone.png")
+    assert trusted.hits == ["/gone.png"]
 
 
-def test_an_allowed_source_that_is_down_is_unavailable(origins: tuple[Origin, Origin]) -> None:
+def test_a_source_that_hangs_up_without_answering_is_unavailable(origins: tuple[Origin, Origin]) -> None:
     trusted, _ = origins
-    url = f"{trusted.url}/out-0.png"
-    gateway = gateway_for(trusted)
-    trusted.close()
+    trusted.hangups.add("/out-0.png")
     with pytest.raises(UpstreamUnavailable, match="could not download output"):
-        gateway.download(url)
+        gateway_for(trusted).download(f"{trusted.url}/out-0.png")
+
+
+def test_a_redirect_whose_location_cannot_be_parsed_is_refused(origins: tuple[Origin, Origin]) -> None:
+    trusted, _ = origins
+    trusted.routes["/out-0.png"] = (302, {"location": "http://[::1"}, b"")
+    with pytest.raises(DownloadRefused, match="location cannot be parsed"):
+        gateway_for(trusted).download(f"{trusted.url}/out-0.png")
+
+
+def test_a_compressed_body_is_refused_not_inflated(origins: tuple[Origin, Origin]) -> None:
+    """Identity is asked for; a body sent compressed anyway could inflate far past the cap before
+    it was counted (a few hundred bytes of nested gzip can hold hundreds of MB)."""
+    trusted, _ = origins
+    trusted.routes["/out-0.png"] = (200, {"content-type": "image/png", "content-encoding": "gzip"},
+                                    gzip.compress(b"\0" * 1_000_000))
+    with pytest.raises(DownloadRefused, match="content-encoding 'gzip'"):
+        gateway_for(trusted, max_bytes=10_000).download(f"{trusted.url}/out-0.png")
+
+
+def test_a_body_that_trickles_in_is_abandoned_at_the_deadline(origins: tuple[Origin, Origin]) -> None:
+    """Each byte comes well within the read timeout, so only the download's own deadline ends it:
+    the source sees the client leave long before its 10 s body would have ended. (With urllib3
+    before 2.3, which has no read1, the deadline is checked once per 8 KiB instead, and this fails.)"""
+    trusted, _ = origins
+    trusted.drips["/out-0.png"] = (500, 0.02)
+    with pytest.raises(UpstreamUnavailable, match=r"longer than 0\.5 s"):
+        gateway_for(trusted, timeout_seconds=0.5).download(f"{trusted.url}/out-0.png")
+    wait_for(lambda: trusted.abandoned == ["/out-0.png"], message="the source to see the client leave")
 
 
 @pytest.mark.parametrize("url", ["http://[127.0.0.1/out.png", "http://u:p@{host}/out-0.png", "file:///etc/passwd",

@@ -23,6 +23,7 @@ from lorapin.domain.versions import ModelName, VersionRef
 if TYPE_CHECKING:
     import replicate
     import urllib3
+    from urllib3.util import Url
 
 T = TypeVar("T")
 
@@ -31,6 +32,7 @@ READ_TIMEOUT_SECONDS = 10.0  # the webhook must answer within seconds; Replicate
 RETRY_DELAYS_SECONDS = (0.25, 0.75, 1.5)  # bounded: the caller's API request must still finish
 REPLICATE_DOWNLOADS = DownloadPolicy.from_allow_list(DEFAULT_ALLOWED_SOURCES)
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
+FALLBACK_CHUNK_BYTES = 8 * 1024  # urllib3 before 2.3 (no read1): the deadline is checked once per chunk
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 VERSION_PAGES = 100  # pages of one destination's versions at most: thousands, far beyond one user's trainings
 
@@ -140,42 +142,41 @@ class ReplicateGateway:
     def download(self, url: str) -> tuple[bytes, str]:
         """Fetch a prediction output before Replicate deletes it (outputs live for an hour), only from
         the allowed sources (`lorapin.domain.downloads`): each hop of a redirect is checked before it
-        is requested, the body is capped and the whole download has a deadline. A refusal raises
-        `DownloadRefused` without fetching; a failure of an allowed source, `UpstreamUnavailable`.
+        is requested, the body is capped as it arrives and the whole download has a deadline. A
+        refusal raises `DownloadRefused` without fetching; a failure of an allowed source (any answer
+        but 200 or a redirect, no answer, too slow), `UpstreamUnavailable`.
 
         Over urllib3, botocore's own HTTP client and so loaded already: the webhook function, which
         downloads but calls no Replicate API, then never imports httpx (~11 ms of its cold start).
         URLs are parsed by urllib3's parser, the one that parses them again to send the request, so
-        what is checked is what is requested."""
-        from urllib.parse import urljoin
-
+        what is checked is what is requested. Bodies are asked for and taken as sent (identity): an
+        image gains nothing from compression, and a compressed body would be inflated before the
+        cap could count it. TLS trusts the certificates botocore trusts."""
         import urllib3
-        from urllib3.exceptions import HTTPError, LocationParseError
-        from urllib3.util import parse_url
+        from botocore.httpsession import get_cert_path
+        from urllib3.exceptions import HTTPError
 
         from lorapin.observability import tracer
 
         policy = self._downloads
         deadline = time.monotonic() + policy.timeout_seconds
-        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS,
-                                  read=min(READ_TIMEOUT_SECONDS, policy.timeout_seconds))
         # A pool per download, as the client per download before: no connection outlives it.
         with tracer.provider.in_subsegment("## download output"), \
-                urllib3.PoolManager(timeout=timeout, retries=False) as pool:
+                urllib3.PoolManager(retries=False, ca_certs=get_cert_path(True)) as pool:
             for _ in range(policy.max_redirects + 1):
+                target = _allowed(url, policy)
+                remaining = _remaining(deadline, policy)
+                timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, remaining),
+                                          read=min(READ_TIMEOUT_SECONDS, remaining))
                 try:
-                    target = parse_url(url)
-                except LocationParseError as exc:
-                    raise DownloadRefused("Refused to download a URL that cannot be parsed.") from exc
-                policy.require_allowed(DownloadTarget(target.scheme or "", target.host or "", target.port,
-                                                      has_userinfo=target.auth is not None))
-                try:
-                    response = pool.request("GET", target.url, redirect=False, preload_content=False)
+                    response = pool.request("GET", target.url, headers={"accept-encoding": "identity"},
+                                            redirect=False, preload_content=False, decode_content=False,
+                                            timeout=timeout)
                     try:
                         if response.status in REDIRECT_STATUSES and response.headers.get("location"):
-                            url = urljoin(target.url, response.headers["location"])
+                            url = _redirect(target.url, response.headers["location"])
                             continue
-                        if response.status >= 400:
+                        if response.status != 200:  # 204, 206 and the like are no image either
                             raise UpstreamUnavailable(f"could not download output {url}: HTTP {response.status}")
                         return self._read_capped(response, policy, deadline), response.headers.get(
                             "content-type", "application/octet-stream")
@@ -187,15 +188,21 @@ class ReplicateGateway:
 
     @staticmethod
     def _read_capped(response: urllib3.BaseHTTPResponse, policy: DownloadPolicy, deadline: float) -> bytes:
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise DownloadRefused(f"Refused an output sent with content-encoding {encoding!r} (identity was asked).")
         declared = response.headers.get("content-length", "")
         if declared.isdigit():
             policy.refuse_size(int(declared))
+        # read1 (urllib3 2.3+) returns what has arrived, so the deadline is checked as data comes in
+        # however slowly it trickles; older urllib3 waits for whole chunks, kept small for that reason.
+        read1 = getattr(response, "read1", None)
+        pieces = iter(lambda: read1(DOWNLOAD_CHUNK_BYTES), b"") if read1 else response.stream(FALLBACK_CHUNK_BYTES)
         chunks, size = [], 0
-        for chunk in response.stream(DOWNLOAD_CHUNK_BYTES):
+        for chunk in pieces:
             size += len(chunk)
             policy.refuse_size(size)
-            if time.monotonic() > deadline:
-                raise UpstreamUnavailable(f"the output took longer than {policy.timeout_seconds} s to download")
+            _remaining(deadline, policy)
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -306,3 +313,34 @@ def _created_at(item: dict[str, Any]) -> datetime | None:
         return datetime.fromisoformat(str(item["created_at"]).replace("Z", "+00:00"))
     except (KeyError, ValueError):
         return None
+
+
+def _allowed(url: str, policy: DownloadPolicy) -> Url:
+    """`url` parsed as urllib3 will send it, if the policy admits it (`DownloadRefused` if not)."""
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    try:
+        target = parse_url(url)
+    except LocationParseError as exc:
+        raise DownloadRefused("Refused to download a URL that cannot be parsed.") from exc
+    policy.require_allowed(DownloadTarget(target.scheme or "", target.host or "", target.port,
+                                          has_userinfo=target.auth is not None))
+    return target
+
+
+def _redirect(current: str, location: str) -> str:
+    from urllib.parse import urljoin
+
+    try:
+        return urljoin(current, location)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise DownloadRefused("Refused to follow a redirect whose location cannot be parsed.") from exc
+
+
+def _remaining(deadline: float, policy: DownloadPolicy) -> float:
+    """Seconds left before the download's deadline (`UpstreamUnavailable` once it has passed)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise UpstreamUnavailable(f"the output took longer than {policy.timeout_seconds} s to download")
+    return remaining
