@@ -49,6 +49,11 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 TABLES = ("ModelsTable", "TrainingsTable", "VersionsTable", "GenerationsTable")
 FUNCTIONS = ("TrainingApiFunction", "GenerationFunction", "ReplicateWebhookFunction")
 
+# Every route gets bodies with every content type. An empty body sent as multipart/form-data comes
+# without base64 (there is nothing to encode), and Powertools warns REST API users about binary media
+# types for it; the request is refused all the same.
+pytestmark = pytest.mark.filterwarnings("ignore:Received multipart/form-data without base64 encoding:UserWarning")
+
 
 # --- the world: handlers in-process, and what they wrote ------------------------------------------
 @dataclass(frozen=True)
@@ -615,9 +620,6 @@ def image_keys(user: str) -> st.SearchStrategy[str]:
     )
 
 
-# An empty body sent as multipart/form-data comes without base64 (there is nothing to encode), and
-# Powertools warns REST API users about binary media types for it; the request is refused all the same.
-@pytest.mark.filterwarnings("ignore:Received multipart/form-data without base64 encoding:UserWarning")
 def test_training_bodies(world: World) -> None:
     user = "trainer"
     # Given a file in the user's own prefix that is not an image
