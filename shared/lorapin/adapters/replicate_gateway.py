@@ -54,7 +54,8 @@ class ReplicateGateway:
     def __init__(self, api_token: str, base_url: str, *, sleep: Callable[[float], None] = time.sleep,
                  retry_delays: tuple[float, ...] = RETRY_DELAYS_SECONDS,
                  timeout_seconds: float = READ_TIMEOUT_SECONDS,
-                 downloads: DownloadPolicy = REPLICATE_DOWNLOADS) -> None:
+                 downloads: DownloadPolicy = REPLICATE_DOWNLOADS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._api_token = api_token
         self._base_url = base_url.rstrip("/")
         self._client: replicate.Client | None = None
@@ -62,6 +63,7 @@ class ReplicateGateway:
         self._retry_delays = retry_delays
         self._timeout = timeout_seconds
         self._downloads = downloads  # where `download` may fetch from (lorapin.domain.downloads)
+        self._clock = clock  # what a download's deadline is measured on
 
     @property
     def client(self) -> replicate.Client:
@@ -159,13 +161,13 @@ class ReplicateGateway:
         from lorapin.observability import tracer
 
         policy = self._downloads
-        deadline = time.monotonic() + policy.timeout_seconds
+        deadline = self._clock() + policy.timeout_seconds
         # A pool per download, as the client per download before: no connection outlives it.
         with tracer.provider.in_subsegment("## download output"), \
                 urllib3.PoolManager(retries=False, ca_certs=get_cert_path(True)) as pool:
             for _ in range(policy.max_redirects + 1):
                 target = _allowed(url, policy)
-                remaining = _remaining(deadline, policy)
+                remaining = self._remaining(deadline, policy)
                 timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, remaining),
                                           read=min(READ_TIMEOUT_SECONDS, remaining))
                 try:
@@ -186,8 +188,7 @@ class ReplicateGateway:
                     raise UpstreamUnavailable(f"could not download output {url}: {exc}") from exc
         raise DownloadRefused(f"Refused to follow more than {policy.max_redirects} redirects for one output.")
 
-    @staticmethod
-    def _read_capped(response: urllib3.BaseHTTPResponse, policy: DownloadPolicy, deadline: float) -> bytes:
+    def _read_capped(self, response: urllib3.BaseHTTPResponse, policy: DownloadPolicy, deadline: float) -> bytes:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise DownloadRefused(f"Refused an output sent with content-encoding {encoding!r} (identity was asked).")
@@ -202,9 +203,16 @@ class ReplicateGateway:
         for chunk in pieces:
             size += len(chunk)
             policy.refuse_size(size)
-            _remaining(deadline, policy)
+            self._remaining(deadline, policy)
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _remaining(self, deadline: float, policy: DownloadPolicy) -> float:
+        """Seconds left before the download's deadline (`UpstreamUnavailable` once it has passed)."""
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise UpstreamUnavailable(f"the output took longer than {policy.timeout_seconds} s to download")
+        return remaining
 
     # --- error handling --------------------------------------------------------------------------
     def _post(self, send: Callable[[], T]) -> T:
@@ -337,10 +345,3 @@ def _redirect(current: str, location: str) -> str:
     except ValueError as exc:  # e.g. an unclosed IPv6 bracket
         raise DownloadRefused("Refused to follow a redirect whose location cannot be parsed.") from exc
 
-
-def _remaining(deadline: float, policy: DownloadPolicy) -> float:
-    """Seconds left before the download's deadline (`UpstreamUnavailable` once it has passed)."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise UpstreamUnavailable(f"the output took longer than {policy.timeout_seconds} s to download")
-    return remaining
