@@ -123,9 +123,9 @@ class Runtime:
         self._prepared = tuple(dict.fromkeys((*self._prepared, *needs)))
         for need in needs:
             if need == "dynamodb":
-                from lorapin.adapters.tables import connection
+                from lorapin.adapters.tables import bind_tables, connection
 
-                _ = self.repository  # binds the tables
+                bind_tables(self.settings)  # (not the repository: the photo inspector has no use for it)
                 _ = connection(self.settings.aws_region, self.settings.aws_endpoint_url).client
             elif need == "events":
                 _ = self.publisher

@@ -166,6 +166,8 @@ def test_the_photo_inspector_imports_no_event_classes_and_no_pydantic_at_its_col
     loaded = imported["PhotoInspectorFunction"].modules
     assert "aws_lambda_powertools.utilities.data_classes" not in loaded
     assert not [name for name in loaded if name.split(".")[0] in ("pydantic", "pydantic_core")]
+    # nor the repository and its outbox, events and schedule: it keeps photos through PhotoRecords
+    assert "lorapin.adapters.repository" not in loaded
 
 
 REPLICATE_PROBE = """
