@@ -21,7 +21,8 @@ with collecting_later():  # the init, without the cyclic GC scanning it over and
     from lorapin.runtime import get_runtime
 
     runtime = get_runtime()  # settings validated at cold start
-    runtime.prepare("dynamodb", "events", "secrets", "s3", "downloads")  # a delivery's clients, made now
+    runtime.prepare("dynamodb", "events", "secrets", "s3")  # a delivery's clients, made now
+    import lorapin.adapters.replicate_gateway  # (its `download`: over botocore's urllib3, no httpx)
     import lorapin.services.generation
     import lorapin.services.training_completion  # noqa: F401  (what a delivery runs, imported now)
     app = build_resolver(validation=False)  # webhook bodies are Replicate's, parsed by our tolerant models

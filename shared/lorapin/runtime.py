@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from lorapin.services.training_completion import TrainingCompletion
     from lorapin.services.training_start import Trainings
 
-Need = Literal["dynamodb", "events", "s3", "secrets", "lambda", "downloads", "replicate"]
+Need = Literal["dynamodb", "events", "s3", "secrets", "lambda", "replicate"]
 API_URL_MAX_AGE_SECONDS = 3600
 INLINE_CALL_SECONDS = 12  # a synchronous call to the photo inspector (its own budget is 8 s)
 
@@ -117,9 +117,8 @@ class Runtime:
 
     def prepare(self, *needs: Need) -> None:
         """Make now, at the cold start, the clients a function's requests need (no request is
-        sent): otherwise the first request makes them. "downloads" imports the gateway that downloads
-        outputs (over botocore's urllib3), "replicate" the Replicate client and httpx, patched for
-        X-Ray; the gateway itself needs the secret's token, which a request reads."""
+        sent): otherwise the first request makes them. "replicate" imports the Replicate client and
+        httpx, patched for X-Ray; the gateway itself needs the secret's token, which a request reads."""
         self._prepared = tuple(dict.fromkeys((*self._prepared, *needs)))
         for need in needs:
             if need == "dynamodb":
@@ -138,10 +137,6 @@ class Runtime:
                 share_with_powertools("secrets", self.settings.aws_region)
             elif need == "lambda":
                 _ = self.functions
-            elif need == "downloads":
-                import urllib3  # noqa: F401  (botocore's: loaded already)
-
-                import lorapin.adapters.replicate_gateway  # (its `download`)
             elif need == "replicate" and self._given_replicate is None:
                 import httpx  # noqa: F401  (the client's transport)
                 import replicate  # noqa: F401
