@@ -11,11 +11,8 @@ The README's account of the cold-start misses comes from this:
 from __future__ import annotations
 
 import ast
-import json
 import logging
 import os
-import statistics
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -23,22 +20,12 @@ from pathlib import Path
 from moto.server import ThreadedMotoServer
 
 from infra.bench.cold_start import as_in_lambda
+from infra.bench.import_costs import time_statements
 from infra.build.invoke import LAMBDA_ENV
 from infra.build.python312 import find_python312
-from infra.build.runtime import runtime_boto3
 from infra.build.sam import sam_build
-from infra.local.aws_stack import provision
+from infra.local.aws_stack import LOCAL_CREDENTIALS, provision
 from infra.local.template import Template
-
-PROGRAM = """
-import gc, json, sys, time
-gc.disable()
-sys.path[:0] = {paths!r}; sys.path.append({runtime!r})
-namespace, costs = {{"__name__": "app"}}, []
-for statement in {statements!r}:
-    started = time.perf_counter(); exec(statement, namespace); costs.append((time.perf_counter() - started) * 1000)
-print(json.dumps(costs))
-"""
 
 
 def init_statements(app: Path) -> list[str]:
@@ -64,23 +51,18 @@ def init_steps(function_id: str, runs: int = 9) -> list[tuple[str, float]]:
     spec = built.functions()[function_id]
     statements = init_statements(spec.code_dir / f"{spec.handler.rpartition('.')[0]}.py")
     paths = [str(spec.code_dir), *(str(folder / "python") for folder in built.layer_folders(function_id))]
-    program = PROGRAM.format(paths=paths, runtime=str(runtime_boto3(python312).resolve()), statements=statements)
-    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # moto's; this process provisions the tables
-        os.environ.setdefault(variable, "testing")
+    for variable, value in LOCAL_CREDENTIALS.items():  # moto's; this process provisions the tables
+        os.environ.setdefault(variable, value)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         endpoint = "http://{}:{}".format(*server.get_host_and_port())
         aws = provision(Template(), endpoint_url=endpoint, prefix=f"i{uuid.uuid4().hex[:10]}")
         env = {**LAMBDA_ENV, **as_in_lambda(aws.function_env[function_id]), "LAMBDA_TASK_ROOT": str(spec.code_dir)}
-        samples = [json.loads(subprocess.run([str(python312), "-I", "-S", "-B", "-c", program], cwd=spec.code_dir,
-                                             env=env, capture_output=True, text=True, check=True,
-                                             timeout=120).stdout.splitlines()[-1])
-                   for _ in range(runs + 1)]  # the first warms the OS's file cache
+        costs = time_statements(python312, paths, statements, env, str(spec.code_dir), runs)
     finally:
         server.stop()
-    return [(statement, statistics.median(run[index] for run in samples[1:]))
-            for index, statement in enumerate(statements)]
+    return list(zip(statements, costs, strict=True))
 
 
 def main(argv: list[str]) -> int:
