@@ -260,6 +260,16 @@ def test_sam_builds_the_layer_with_the_makefile_for_the_architecture_the_templat
     assert re.search(r"^build-SharedLayer:\n\t.*build_layer\.py", makefile, re.M)
 
 
+def test_sam_builds_the_photo_inspector_with_its_makefile_for_the_shipped_architecture() -> None:
+    """SAM's python builder ships Pillow as sources, compiled at every cold start; the Makefile
+    ships bytecode (tests/artifact checks the build) and must default to the template's architecture."""
+    inspector = load_template()["Resources"]["PhotoInspectorFunction"]
+    assert inspector["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (REPO_ROOT / inspector["Properties"]["CodeUri"] / "Makefile").read_text()
+    assert re.search(rf"^LORAPIN_LAYER_ARCHITECTURE \?= {SHIPPED_ARCHITECTURE}$", makefile, re.M)
+    assert re.search(r"^build-PhotoInspectorFunction:\n(\t.*\n)*\t.*compileall", makefile, re.M)
+
+
 def test_the_copy_built_for_this_machine_differs_only_in_architecture_and_paths() -> None:
     shipped, retargeted = load_template(), template_for("x86_64")
     assert retargeted["Globals"]["Function"]["Architectures"] == ["x86_64"]
