@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import requests
+from botocore.config import Config
 
 from infra.bench.deliveries import Delivery, genuine, send
 from infra.bench.events import activated_delivered, wait_for_deliveries
@@ -28,14 +30,22 @@ WEBHOOK_FUNCTION = "ReplicateWebhookFunction"
 WARM_UP = 5  # first requests of each container (clients, secret cache) are not timed
 LATENCY_USERS = "bench-latency"
 ROUTED_SOURCE = "lorapin.bench-routed"
+FLOOR_CALLER = "BenchFloor"  # the floor's SDK app id, so that moto's log tells its requests apart
+IN_PROCESS_CALLER = "WebhookInProcess"  # the in-process handler's
 
 
 class Floor:
-    """The bare writes the webhook's work boils down to, with clients that stay warm."""
+    """The bare writes the webhook's work boils down to, with clients that stay warm (their SDK app id
+    `FLOOR_CALLER`, which botocore's stubs do not know yet)."""
 
     def __init__(self, stack: LocalStack) -> None:
-        self.dynamodb: Any = stack.aws.client("dynamodb")
-        self.events: Any = stack.aws.client("events")
+        def client(service: str) -> Any:
+            return boto3.client(service, region_name=stack.aws.region,  # type: ignore[call-overload]
+                                endpoint_url=stack.aws.endpoint_url,
+                                config=Config(user_agent_appid=FLOOR_CALLER))  # type: ignore[call-arg]
+
+        self.dynamodb: Any = client("dynamodb")
+        self.events: Any = client("events")
         self.table = stack.aws.names["ModelsTable"]
         self.bus = stack.aws.names["EventBus"]
         self._route_to_a_queue(stack)
@@ -72,51 +82,82 @@ def _per_request(before: Counter[str], after: Counter[str], count: int) -> Row:
                f"{total / 2:.2f}x")
 
 
+def _by_operation(caller: str, before: dict[str, float], after: dict[str, float], count: int) -> str:
+    return f"{caller}: " + ", ".join(f"{op} {(seconds - before.get(op, 0.0)) * 1000 / count:.1f} ms"
+                                     for op, seconds in sorted(after.items(), key=lambda item: -item[1])
+                                     if seconds > before.get(op, 0.0))
+
+
 @dataclass
 class Timed:
-    """Each timed delivery beside the floor measured just before it (warm-up excluded)."""
+    """Each timed delivery beside the floor measured just before it (warm-up excluded); with moto's
+    call log, also how much of each was moto's own handling of the requests (`CallLog.seconds_of`)."""
 
     webhook: list[float] = field(default_factory=list)
     floor: list[float] = field(default_factory=list)
     routed_floor: list[float] = field(default_factory=list)
+    webhook_in_moto: list[float] = field(default_factory=list)
+    floor_in_moto: list[float] = field(default_factory=list)
     not_activated: int = 0
 
     def rows(self, what: str) -> list[Row]:
         routed = median(self.routed_floor)
-        return [ratio_row(f"{what}: median", median(self.webhook), median(self.floor), TARGET),
+        rows = [ratio_row(f"{what}: median", median(self.webhook), median(self.floor), TARGET),
                 ratio_row(f"{what}: p95", p95(self.webhook), p95(self.floor), TARGET),
                 Row("  the median against the floor with its event routed to a queue, as the webhook's is",
-                    ms(median(self.webhook)), ms(routed), f"{median(self.webhook) / routed:.2f}x"),
-                Row("  of those, not answered 200 activated", str(self.not_activated), target="0",
-                    ok=self.not_activated == 0)]
+                    ms(median(self.webhook)), ms(routed), f"{median(self.webhook) / routed:.2f}x")]
+        if self.webhook_in_moto:
+            inside, floor_inside = median(self.webhook_in_moto), median(self.floor_in_moto)
+            rest = median([total - moto for total, moto in zip(self.webhook, self.webhook_in_moto, strict=True)])
+            floor_rest = median([total - moto for total, moto in zip(self.floor, self.floor_in_moto, strict=True)])
+            rows += [Row("  of each, moto's own handling of its requests (median)", ms(inside), ms(floor_inside),
+                         f"{inside / floor_inside:.2f}x"),
+                     Row("  the rest: the handler's work, the SDK's and the HTTP exchanges (median of each less its "
+                         "moto time)", ms(rest), ms(floor_rest), f"{rest / floor_rest:.2f}x")]
+        return [*rows, Row("  of those, not answered 200 activated", str(self.not_activated), target="0",
+                           ok=self.not_activated == 0)]
 
 
 def _timed(stack: LocalStack, seeder: Seeder, users: str, count: int,
            deliver: Callable[[Delivery], tuple[float, dict[str, Any]]], *,
-           on_warm: Callable[[], None] = lambda: None) -> Timed:
+           on_warm: Callable[[], None] = lambda: None, calls: CallLog | None = None,
+           caller: str = WEBHOOK_FUNCTION) -> Timed:
     """`count` users (plus the warm-up's) with one seeded success each, delivered once by `deliver`
-    (its seconds and its answer), in turn with the floor; then every activation's event delivered."""
+    (its seconds and its answer), in turn with the floor; then every activation's event delivered.
+    With `calls`, moto's time for each delivery's requests (made as `caller`) and the floor's."""
     delivered_before = activated_delivered(stack)
     trainings = seeder.start_many({f"{users}-{n:04d}": ["succeeded"] for n in range(count + WARM_UP)})
     seeder.finish(trainings)
     floor = Floor(stack)
     timed = Timed()
+
+    def in_moto(who: str) -> float:
+        return sum(calls.seconds_of(who).values()) if calls else 0.0
+
     for n, training in enumerate(trainings):
         if n == WARM_UP:
             on_warm()
-        floor_seconds, routed_seconds = floor.once(), floor.once(routed=True)
+        floor_began = in_moto(FLOOR_CALLER)
+        floor_seconds = floor.once()
+        floor_in_moto = in_moto(FLOOR_CALLER) - floor_began
+        routed_seconds = floor.once(routed=True)
+        webhook_began = in_moto(caller)
         seconds, answer = deliver(genuine("primary", training, stack.emulator.signing_secret))
+        webhook_in_moto = in_moto(caller) - webhook_began
         if answer.get("outcome") != "activated":
             timed.not_activated += 1
         if n >= WARM_UP:
             timed.webhook.append(seconds)
             timed.floor.append(floor_seconds)
             timed.routed_floor.append(routed_seconds)
+            if calls:
+                timed.webhook_in_moto.append(webhook_in_moto)
+                timed.floor_in_moto.append(floor_in_moto)
     wait_for_deliveries(stack, delivered_before + len(trainings))
     return timed
 
 
-def measure_in_process(stack: LocalStack, seeder: Seeder, count: int) -> list[Row]:
+def measure_in_process(stack: LocalStack, seeder: Seeder, count: int, calls: CallLog | None = None) -> list[Row]:
     """The handler imported into this process and called with the API Gateway event each delivery
     makes: no HTTP hop, no process boundary."""
     from urllib.parse import urlsplit
@@ -124,8 +165,12 @@ def measure_in_process(stack: LocalStack, seeder: Seeder, count: int) -> list[Ro
     from infra.local.apigw import http_api_event
     from infra.local.functions import LocalContext, load_handler
 
+    from lorapin.adapters import aws, tables
+
     spec = stack.template.functions()[WEBHOOK_FUNCTION]
-    handler = load_handler(spec, stack.aws.function_env[WEBHOOK_FUNCTION])
+    tables.forget_connections()  # the seeder's clients carry no app id: the handler makes its own
+    aws.forget_session()
+    handler = load_handler(spec, {**stack.aws.function_env[WEBHOOK_FUNCTION], "AWS_SDK_UA_APP_ID": IN_PROCESS_CALLER})
 
     def call_handler(delivery: Delivery) -> tuple[float, dict[str, Any]]:
         url = urlsplit(delivery.url)
@@ -134,31 +179,37 @@ def measure_in_process(stack: LocalStack, seeder: Seeder, count: int) -> list[Ro
         response = handler(event, LocalContext(WEBHOOK_FUNCTION))
         return time.perf_counter() - started, json.loads(response.get("body") or "{}")
 
-    timed = _timed(stack, seeder, "bench-inproc", count, call_handler)
+    timed = _timed(stack, seeder, "bench-inproc", count, call_handler, calls=calls, caller=IN_PROCESS_CALLER)
     return timed.rows(f"webhook: the same, handler called in-process (n={count})")
 
 
 def measure_webhook_latency(stack: LocalStack, seeder: Seeder, count: int, calls: CallLog | None = None) -> list[Row]:
     """`count` users with one seeded training each; each success delivered once, answered `activated`.
-    With `calls` (the atomic moto's log), also what AWS requests one webhook made."""
+    With `calls` (the atomic moto's log), also what AWS requests one webhook made and how long moto
+    took to answer them."""
     before: Counter[str] = Counter()
+    seconds_before: dict[str, dict[str, float]] = {}
 
     def count_from_here() -> None:
         nonlocal before
         before = calls.of(WEBHOOK_FUNCTION) if calls else Counter()
+        seconds_before.update({who: calls.seconds_of(who) for who in (WEBHOOK_FUNCTION, FLOOR_CALLER)} if calls else {})
 
     with requests.Session() as session:
         def post(delivery: Delivery) -> tuple[float, dict[str, Any]]:
             return send(session, delivery, retry=False), delivery.answer or {}
 
-        timed = _timed(stack, seeder, LATENCY_USERS, count, post, on_warm=count_from_here)
-    after = calls.of(WEBHOOK_FUNCTION) if calls else Counter()
+        timed = _timed(stack, seeder, LATENCY_USERS, count, post, on_warm=count_from_here, calls=calls)
     rows = [Row(f"floor: bare UpdateItem + PutEvents, boto3 -> same moto (n={count})",
                 f"median {ms(median(timed.floor))}, p95 {ms(p95(timed.floor))}"),
             *timed.rows(f"webhook: signed success -> guarded activation + PutEvents, local HTTP API (n={count})")]
     if calls:
-        rows.append(_per_request(before, after, count))
-    return rows + measure_in_process(stack, seeder, count)
+        rows.append(_per_request(before, calls.of(WEBHOOK_FUNCTION), count))
+        # the floor's requests: the plain floor's and the routed one's, each once per webhook
+        rows.append(Row("  moto's handling per timed webhook, by operation (mean); the floors' (plain and routed)",
+                        "; ".join(_by_operation(who, seconds_before[who], calls.seconds_of(who), count)
+                                  for who in (WEBHOOK_FUNCTION, FLOOR_CALLER))))
+    return rows + measure_in_process(stack, seeder, count, calls)
 
 
 def latency_users(count: int) -> list[str]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import copy
 import re
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
@@ -36,41 +37,67 @@ APP_ID = re.compile(r"\bapp/(\S+)")  # botocore puts AWS_SDK_UA_APP_ID in the us
 
 
 class CallLog:
-    """AWS requests by (caller's SDK app id, operation)."""
+    """AWS requests by (caller's SDK app id, operation), and the time moto took to answer them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts: Counter[tuple[str, str]] = Counter()
+        self._seconds: defaultdict[tuple[str, str], float] = defaultdict(float)
 
-    def record(self, environ: dict[str, Any]) -> None:
+    @staticmethod
+    def key(environ: dict[str, Any]) -> tuple[str, str]:
         found = APP_ID.search(str(environ.get("HTTP_USER_AGENT", "")))
         operation = str(environ.get("HTTP_X_AMZ_TARGET") or f"{environ.get('REQUEST_METHOD')} (REST)")
+        return found.group(1) if found else "-", operation.rsplit(".", 1)[-1]
+
+    def record(self, environ: dict[str, Any]) -> tuple[str, str]:
+        key = self.key(environ)
         with self._lock:
-            self.counts[(found.group(1) if found else "-", operation.rsplit(".", 1)[-1])] += 1
+            self.counts[key] += 1
+        return key
+
+    def answered(self, key: tuple[str, str], seconds: float) -> None:
+        """moto took `seconds` to answer a request `record` counted under `key`."""
+        with self._lock:
+            self._seconds[key] += seconds
 
     def of(self, caller: str) -> Counter[str]:
         """Operations so far by one caller."""
         with self._lock:
             return Counter({op: n for (who, op), n in self.counts.items() if who == caller})
 
+    def seconds_of(self, caller: str) -> dict[str, float]:
+        """Seconds moto has spent answering one caller's requests so far, by operation: from the
+        request's arrival in its WSGI application to the answer made (a DynamoDB request's wait for
+        the lock not included), so not the HTTP exchange, nor the caller's own work."""
+        with self._lock:
+            return {op: seconds for (who, op), seconds in self._seconds.items() if who == caller}
+
 
 def serialise_dynamodb(app: WsgiApp, log: CallLog, partitions: PartitionLog | None = None) -> WsgiApp:
     """A WSGI wrapper that runs DynamoDB requests (X-Amz-Target DynamoDB_*) under one lock, to the end;
-    with `partitions`, it also counts what each request writes and reads, per partition key value."""
+    with `partitions`, it also counts what each request writes and reads, per partition key value.
+    Every request is counted and timed in `log`."""
     lock = threading.Lock()
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        log.record(environ)
+        key = log.record(environ)
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
         if not target.startswith("DynamoDB_"):
-            return app(environ, start_response)
+            started = time.perf_counter()
+            answer = app(environ, start_response)  # (moto makes the whole response before it returns)
+            log.answered(key, time.perf_counter() - started)
+            return answer
         with lock:
+            started = time.perf_counter()
             if partitions is None:
-                return list(app(environ, start_response))  # the whole body is produced inside the lock
-            operation, request, backend = _parse(environ, target)
-            touched = partitions.before(operation, request, backend)
-            body = list(app(environ, start_response))
-            partitions.after(operation, request, touched)
+                body = list(app(environ, start_response))  # the whole body is produced inside the lock
+            else:
+                operation, request, backend = _parse(environ, target)
+                touched = partitions.before(operation, request, backend)
+                body = list(app(environ, start_response))
+                partitions.after(operation, request, touched)
+            log.answered(key, time.perf_counter() - started)
             return body
 
     return wrapped

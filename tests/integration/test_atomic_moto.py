@@ -92,3 +92,39 @@ def test_a_transaction_refused_as_invalid_also_leaves_the_items_as_they_were(dyn
             {"Delete": {"TableName": "Plain", "Key": {"id": {"S": "a"}}}},
         ])
     assert _items(dynamodb, "Plain") == [{"id": {"S": "a"}, "n": {"N": "1"}}]
+
+
+def test_the_call_log_times_each_callers_requests_inside_moto_apart_from_the_exchange() -> None:
+    """The bench splits a webhook's latency into moto's time and the rest by these figures."""
+    import time
+
+    from botocore.config import Config
+
+    server = AtomicMotoServer(port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+
+        def client(service: str, caller: str) -> Any:
+            return boto3.client(service, endpoint_url=f"http://{host}:{port}",  # type: ignore[call-overload]
+                                region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing",
+                                config=Config(user_agent_appid=caller))  # type: ignore[call-arg]  # stubs lag
+
+        timed, other = client("dynamodb", "Timed"), client("dynamodb", "Other")
+        timed.create_table(TableName="T", BillingMode="PAY_PER_REQUEST",
+                           AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                           KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+        started = time.perf_counter()
+        timed.put_item(TableName="T", Item={"id": {"S": "a"}})
+        client_seconds = time.perf_counter() - started
+        other.get_item(TableName="T", Key={"id": {"S": "a"}})
+        client("events", "Timed").put_events(Entries=[{"Source": "s", "DetailType": "d", "Detail": "{}"}])
+
+        seconds = server.calls.seconds_of("Timed")
+        assert set(seconds) == {"CreateTable", "PutItem", "PutEvents"}  # a DynamoDB request and any other
+        assert 0 < seconds["PutItem"] < client_seconds  # moto's part of the request, not the whole exchange
+        assert seconds["PutEvents"] > 0
+        assert set(server.calls.seconds_of("Other")) == {"GetItem"}
+        assert server.calls.of("Timed") == {"CreateTable": 1, "PutItem": 1, "PutEvents": 1}
+    finally:
+        server.stop()
