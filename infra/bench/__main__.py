@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], bool]:
             _progress(f"webhook latency ({args.requests} activations)")
             rows += measure_webhook_latency(stack, seeder, args.requests, moto.calls)
             _progress(f"POST /generations latency ({args.requests} requests)")
-            rows += measure_generation_latency(stack, latency_users(args.requests), args.requests)
+            rows += measure_generation_latency(stack, latency_users(args.requests), args.requests, moto.calls)
             _progress(f"{args.webhooks} mixed webhooks, {args.users} users, {args.senders} senders")
             mixed = run_mixed(stack, seeder, users=args.users, total=args.webhooks, senders=args.senders)
             rows += mixed.rows

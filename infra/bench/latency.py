@@ -27,6 +27,7 @@ from infra.local.stack import LocalStack
 
 TARGET = 1.5
 WEBHOOK_FUNCTION = "ReplicateWebhookFunction"
+GENERATION_FUNCTION = "GenerationFunction"
 WARM_UP = 5  # first requests of each container (clients, secret cache) are not timed
 LATENCY_USERS = "bench-latency"
 ROUTED_SOURCE = "lorapin.bench-routed"
@@ -39,16 +40,17 @@ class Floor:
     `FLOOR_CALLER`, which botocore's stubs do not know yet)."""
 
     def __init__(self, stack: LocalStack) -> None:
-        def client(service: str) -> Any:
-            return boto3.client(service, region_name=stack.aws.region,  # type: ignore[call-overload]
-                                endpoint_url=stack.aws.endpoint_url,
-                                config=Config(user_agent_appid=FLOOR_CALLER))  # type: ignore[call-arg]
-
-        self.dynamodb: Any = client("dynamodb")
-        self.events: Any = client("events")
+        self.dynamodb: Any = self.client(stack, "dynamodb")
+        self.events: Any = self.client(stack, "events")
         self.table = stack.aws.names["ModelsTable"]
         self.bus = stack.aws.names["EventBus"]
         self._route_to_a_queue(stack)
+
+    @staticmethod
+    def client(stack: LocalStack, service: str) -> Any:
+        return boto3.client(service, region_name=stack.aws.region,  # type: ignore[call-overload]
+                            endpoint_url=stack.aws.endpoint_url,
+                            config=Config(user_agent_appid=FLOOR_CALLER))  # type: ignore[call-arg]
 
     def _route_to_a_queue(self, stack: LocalStack) -> None:
         """A rule with a queue target for `once(routed=True)`'s events, as the webhook's event has
@@ -106,16 +108,21 @@ class Timed:
                 ratio_row(f"{what}: p95", p95(self.webhook), p95(self.floor), TARGET),
                 Row("  the median against the floor with its event routed to a queue, as the webhook's is",
                     ms(median(self.webhook)), ms(routed), f"{median(self.webhook) / routed:.2f}x")]
-        if self.webhook_in_moto:
-            inside, floor_inside = median(self.webhook_in_moto), median(self.floor_in_moto)
-            rest = median([total - moto for total, moto in zip(self.webhook, self.webhook_in_moto, strict=True)])
-            floor_rest = median([total - moto for total, moto in zip(self.floor, self.floor_in_moto, strict=True)])
-            rows += [Row("  of each, moto's own handling of its requests (median)", ms(inside), ms(floor_inside),
-                         f"{inside / floor_inside:.2f}x"),
-                     Row("  the rest: the handler's work, the SDK's and the HTTP exchanges (median of each less its "
-                         "moto time)", ms(rest), ms(floor_rest), f"{rest / floor_rest:.2f}x")]
-        return [*rows, Row("  of those, not answered 200 activated", str(self.not_activated), target="0",
-                           ok=self.not_activated == 0)]
+        return [*rows, *self.split_by_moto(),
+                Row("  of those, not answered 200 activated", str(self.not_activated), target="0",
+                    ok=self.not_activated == 0)]
+
+    def split_by_moto(self) -> list[Row]:
+        """Each request's and each floor's time in moto, and the rest, when moto's log timed them."""
+        if not self.webhook_in_moto:
+            return []
+        inside, floor_inside = median(self.webhook_in_moto), median(self.floor_in_moto)
+        rest = median([total - moto for total, moto in zip(self.webhook, self.webhook_in_moto, strict=True)])
+        floor_rest = median([total - moto for total, moto in zip(self.floor, self.floor_in_moto, strict=True)])
+        return [Row("  of each, moto's own handling of its AWS requests (median)", ms(inside), ms(floor_inside),
+                    f"{inside / floor_inside:.2f}x"),
+                Row("  the rest: the function's work, the SDK's and the HTTP exchanges (median of each less its "
+                    "moto time)", ms(rest), ms(floor_rest), f"{rest / floor_rest:.2f}x")]
 
 
 def _timed(stack: LocalStack, seeder: Seeder, users: str, count: int,
@@ -164,7 +171,6 @@ def measure_in_process(stack: LocalStack, seeder: Seeder, count: int, calls: Cal
 
     from infra.local.apigw import http_api_event
     from infra.local.functions import LocalContext, load_handler
-
     from lorapin.adapters import aws, tables
 
     spec = stack.template.functions()[WEBHOOK_FUNCTION]
@@ -217,45 +223,54 @@ def latency_users(count: int) -> list[str]:
     return [f"{LATENCY_USERS}-{n:04d}" for n in range(count)]
 
 
-def measure_generation_latency(stack: LocalStack, users: list[str], count: int) -> list[Row]:
+def measure_generation_latency(stack: LocalStack, users: list[str], count: int,
+                               calls: CallLog | None = None) -> list[Row]:
     """`POST /generations` (warm, through the local HTTP API) for users with a current version,
     against its own floor: a consistent GetItem of the model, a PutItem of a generation and the
-    replicate client's `predictions.create` on the emulator, made directly in turn."""
+    replicate client's `predictions.create` on the emulator, made directly in turn. With `calls`,
+    also moto's share of each (the emulator's is in the rest, on both sides)."""
     import replicate
 
     from infra.local.stack import LOCAL_API_TOKEN
     from infra.local.tokens import issue_token
 
-    dynamodb: Any = stack.aws.client("dynamodb")
+    dynamodb: Any = Floor.client(stack, "dynamodb")
     models, generations = stack.aws.names["ModelsTable"], stack.aws.names["GenerationsTable"]
     client = replicate.Client(api_token=LOCAL_API_TOKEN, base_url=stack.emulator.url)
-    request_times: list[float] = []
-    floor_times: list[float] = []
+    timed = Timed()
     answers: Counter[int] = Counter()
+
+    def in_moto(who: str) -> float:
+        return sum(calls.seconds_of(who).values()) if calls else 0.0
+
     with requests.Session() as session:
         for n in range(count + WARM_UP):
             user = users[n % len(users)]
             model = dynamodb.get_item(TableName=models, Key={"user_id": {"S": user}}, ConsistentRead=True)["Item"]
             version_id = model["current_version"]["M"]["id"]["S"]
-            started = time.perf_counter()
+            floor_began, started = in_moto(FLOOR_CALLER), time.perf_counter()
             dynamodb.get_item(TableName=models, Key={"user_id": {"S": user}}, ConsistentRead=True)
             dynamodb.put_item(TableName=generations, Item={"generation_id": {"S": f"bench-floor-{n}-{time.time_ns()}"},
                                                             "user_id": {"S": "bench-floor"}})
             client.predictions.create(version=version_id, input={"prompt": "TOK a portrait", "seed": n})
-            floor_seconds = time.perf_counter() - started
-            started = time.perf_counter()
+            floor_seconds, floor_in_moto = time.perf_counter() - started, in_moto(FLOOR_CALLER) - floor_began
+            began, started = in_moto(GENERATION_FUNCTION), time.perf_counter()
             response = session.post(f"{stack.api.url}/generations", json={"prompt": "a portrait", "seed": n},
                                     headers={"authorization": f"Bearer {issue_token(user)}"}, timeout=30)
-            seconds = time.perf_counter() - started
+            seconds, seconds_in_moto = time.perf_counter() - started, in_moto(GENERATION_FUNCTION) - began
             answers[response.status_code] += 1
             if n >= WARM_UP:
-                request_times.append(seconds)
-                floor_times.append(floor_seconds)
+                timed.webhook.append(seconds)
+                timed.floor.append(floor_seconds)
+                if calls:
+                    timed.webhook_in_moto.append(seconds_in_moto)
+                    timed.floor_in_moto.append(floor_in_moto)
     what = f"POST /generations (warm, pinned to the current version), local HTTP API (n={count})"
     return [
         Row(f"floor: consistent GetItem + PutItem + predictions.create, direct (n={count})",
-            f"median {ms(median(floor_times))}, p95 {ms(p95(floor_times))}"),
-        ratio_row(f"{what}: median", median(request_times), median(floor_times), TARGET),
+            f"median {ms(median(timed.floor))}, p95 {ms(p95(timed.floor))}"),
+        ratio_row(f"{what}: median", median(timed.webhook), median(timed.floor), TARGET),
+        *timed.split_by_moto(),
         Row("  of those, not answered 202", str(sum(n for code, n in answers.items() if code != 202)), target="0",
             ok=set(answers) == {202}),
     ]
