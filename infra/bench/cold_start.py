@@ -119,7 +119,8 @@ def measure_cold_starts(function_env: dict[str, dict[str, str]], runs: int = 5) 
             # its own folder after the task's (for the packages it ships, Pillow's), then its layers
             importable = [built.functions()[function_id].code_dir,
                           *(folder / "python" for folder in built.layer_folders(function_id))]
-            return lambda: run_handler(python312, task, importable, runtime, "app.lambda_handler", function_id, env)
+            return lambda: run_handler(python312, task, importable, runtime, "app.lambda_handler", function_id, env,
+                                       event={})  # (its handler answers what it could not import)
 
         functions = sorted(built.functions().items())
         handlers = [Probe(f"{spec.code_dir.name}/{spec.handler.rpartition('.')[0]}.py", built_function(function_id))
@@ -156,9 +157,10 @@ def libraries_alone(python312: Path, built: BuiltStack, function_id: str, runtim
     """A task folder whose `app.py` does what the init of `function_id` does, without lorapin: it
     imports the third-party modules that init loads (from the function's layers and the runtime's
     boto3, in the order their imports began; the standard library is left to them, as lorapin's
-    own uses of it are lorapin's cost) and makes the same AWS clients from one botocore session.
-    No change to lorapin's own code can take the function's init below this one's. Its handler
-    returns the modules it failed to import (none, or the figure would be too low)."""
+    own uses of it are lorapin's cost) and makes the same AWS clients from one botocore session:
+    the least the function's init can take while it loads those libraries and makes those clients
+    at init. Its handler returns the modules it failed to import (none, or the figure would be too
+    low)."""
     spec = built.functions()[function_id]
     layers = [layer / "python" for layer in built.layer_folders(function_id)]
     handler_module = spec.handler.rpartition(".")[0]

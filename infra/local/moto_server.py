@@ -69,7 +69,9 @@ class CallLog:
     def seconds_of(self, caller: str) -> dict[str, float]:
         """Seconds moto has spent answering one caller's requests so far, by operation: from the
         request's arrival in its WSGI application to the answer made (a DynamoDB request's wait for
-        the lock not included), so not the HTTP exchange, nor the caller's own work."""
+        the lock not included), so not the HTTP exchange, nor the caller's own work. Wall time, on a
+        thread that shares the interpreter with the server's others (and, in the bench, with the
+        local stack's): it includes waits for the GIL."""
         with self._lock:
             return {op: seconds for (who, op), seconds in self._seconds.items() if who == caller}
 
@@ -83,22 +85,21 @@ def serialise_dynamodb(app: WsgiApp, log: CallLog, partitions: PartitionLog | No
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         key = log.record(environ)
         target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
-        if not target.startswith("DynamoDB_"):
-            started = time.perf_counter()
-            answer = app(environ, start_response)  # (moto makes the whole response before it returns)
-            log.answered(key, time.perf_counter() - started)
-            return answer
-        with lock:
-            started = time.perf_counter()
-            if partitions is None:
-                body = list(app(environ, start_response))  # the whole body is produced inside the lock
-            else:
+        started = time.perf_counter()
+        try:
+            if not target.startswith("DynamoDB_"):
+                return app(environ, start_response)  # (moto makes the whole response before it returns)
+            with lock:
+                started = time.perf_counter()  # (the wait for the lock is not moto's handling)
+                if partitions is None:
+                    return list(app(environ, start_response))  # the whole body is produced inside the lock
                 operation, request, backend = _parse(environ, target)
                 touched = partitions.before(operation, request, backend)
                 body = list(app(environ, start_response))
                 partitions.after(operation, request, touched)
+                return body
+        finally:
             log.answered(key, time.perf_counter() - started)
-            return body
 
     return wrapped
 

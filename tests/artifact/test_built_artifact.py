@@ -156,6 +156,30 @@ def test_nothing_but_the_handler_module_is_compiled_at_a_cold_start(artifact: Ar
         assert loaded.modules["lorapin.runtime"].endswith("runtime.py"), "lorapin ships its sources, for tracebacks"
 
 
+@pytest.mark.parametrize("function_id", ["ReplicateWebhookFunction", "PhotoInspectorFunction"])
+def test_a_functions_libraries_alone_load_its_third_party_modules_and_none_of_lorapin(
+        artifact: Artifact, imported: dict[str, Invocation], function_id: str, tmp_path: Path) -> None:
+    """The cold-start bench's bound (`infra.bench.cold_start.libraries_alone`) claims to load what
+    the function's init loads from its folder, its layer and the runtime's boto3, but for lorapin."""
+    from infra.bench.cold_start import libraries_alone
+
+    env = artifact.aws.function_env[function_id]
+    task = libraries_alone(artifact.python312, artifact.built, function_id, artifact.runtime, env, tmp_path)
+    importable = [artifact.built.functions()[function_id].code_dir,
+                  *(folder / "python" for folder in artifact.built.layer_folders(function_id))]
+    alone = run_handler(artifact.python312, task, importable, artifact.runtime, "app.lambda_handler", function_id, env,
+                        event={})
+    roots = tuple(f"{root.resolve()}/" for root in artifact.roots(function_id))
+
+    def third_party(loaded: Invocation) -> set[str]:
+        return {name for name, file in loaded.modules.items() if name in loaded.at_init
+                and name.split(".")[0] not in ("lorapin", "app") and str(Path(file).resolve()).startswith(roots)}
+
+    assert alone.response == []  # it imported every module it was given
+    assert third_party(alone) == third_party(imported[function_id])
+    assert not [name for name in alone.modules if name.split(".")[0] == "lorapin"]
+
+
 def test_the_photo_inspector_imports_no_event_classes_and_no_pydantic_at_its_cold_start(
         imported: dict[str, Invocation]) -> None:
     """Powertools' data_classes package imports every event class it knows (~10 ms of the
