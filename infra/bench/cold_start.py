@@ -113,19 +113,12 @@ def measure_cold_starts(function_env: dict[str, dict[str, str]], runs: int = 5) 
         def built_function(function_id: str) -> Callable[[], Invocation]:
             return lambda: invoke_built(python312, built, function_id, runtime, as_in_lambda(function_env[function_id]))
 
-        def its_libraries(function_id: str) -> Callable[[], Invocation]:
-            env = as_in_lambda(function_env[function_id])
-            task = libraries_alone(python312, built, function_id, runtime, env, Path(scratch) / function_id)
-            # its own folder after the task's (for the packages it ships, Pillow's), then its layers
-            importable = [built.functions()[function_id].code_dir,
-                          *(folder / "python" for folder in built.layer_folders(function_id))]
-            return lambda: run_handler(python312, task, importable, runtime, "app.lambda_handler", function_id, env,
-                                       event={})  # (its handler answers what it could not import)
-
         functions = sorted(built.functions().items())
         handlers = [Probe(f"{spec.code_dir.name}/{spec.handler.rpartition('.')[0]}.py", built_function(function_id))
                     for function_id, spec in functions]
-        libraries = [Probe(f"{function_id}'s libraries alone", its_libraries(function_id))
+        libraries = [Probe(f"{function_id}'s libraries alone",
+                           libraries_alone(python312, built, function_id, runtime,
+                                           as_in_lambda(function_env[function_id]), Path(scratch) / function_id))
                      for function_id, _ in functions]
         probes = [floor, *handlers, *libraries]
         for probe in probes:
@@ -153,14 +146,14 @@ def measure_cold_starts(function_env: dict[str, dict[str, str]], runs: int = 5) 
 
 
 def libraries_alone(python312: Path, built: BuiltStack, function_id: str, runtime: Path, env: dict[str, str],
-                    folder: Path) -> Path:
-    """A task folder whose `app.py` does what the init of `function_id` does, without lorapin: it
-    imports the third-party modules that init loads (from the function's layers and the runtime's
-    boto3, in the order their imports began; the standard library is left to them, as lorapin's
-    own uses of it are lorapin's cost) and makes the same AWS clients from one botocore session:
-    the least the function's init can take while it loads those libraries and makes those clients
-    at init. Its handler returns the modules it failed to import (none, or the figure would be too
-    low)."""
+                    folder: Path) -> Callable[[], Invocation]:
+    """What runs, in a fresh process, a handler (written into `folder`) that does what the init of
+    `function_id` does without lorapin: it imports the third-party modules that init loads (from
+    the function's folder, its layers and the runtime's boto3, in the order their imports began;
+    the standard library is left to them, as lorapin's own uses of it are lorapin's cost) and makes
+    the same AWS clients from one botocore session: the least the function's init can take while
+    it loads those libraries and makes those clients at init. The invocation's response lists the
+    modules it failed to import (none, or the figure would be too low)."""
     spec = built.functions()[function_id]
     layers = [layer / "python" for layer in built.layer_folders(function_id)]
     handler_module = spec.handler.rpartition(".")[0]
@@ -177,7 +170,9 @@ def libraries_alone(python312: Path, built: BuiltStack, function_id: str, runtim
     task.mkdir()
     (task / "app.py").write_text(LIBRARIES_ALONE.format(modules=third_party, services=recorded["services"],
                                                         region=env["AWS_REGION"]), encoding="utf-8")
-    return task
+    # the function's folder after the task's (for the packages it ships, Pillow's), then its layers
+    return lambda: run_handler(python312, task, [spec.code_dir, *layers], runtime, "app.lambda_handler", function_id,
+                               env, event={})  # (the handler answers what it could not import)
 
 
 def _summary(files: list[str], artifact: Path) -> str:

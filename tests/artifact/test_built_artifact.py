@@ -164,11 +164,7 @@ def test_a_functions_libraries_alone_load_its_third_party_modules_and_none_of_lo
     from infra.bench.cold_start import libraries_alone
 
     env = artifact.aws.function_env[function_id]
-    task = libraries_alone(artifact.python312, artifact.built, function_id, artifact.runtime, env, tmp_path)
-    importable = [artifact.built.functions()[function_id].code_dir,
-                  *(folder / "python" for folder in artifact.built.layer_folders(function_id))]
-    alone = run_handler(artifact.python312, task, importable, artifact.runtime, "app.lambda_handler", function_id, env,
-                        event={})
+    alone = libraries_alone(artifact.python312, artifact.built, function_id, artifact.runtime, env, tmp_path)()
     roots = tuple(f"{root.resolve()}/" for root in artifact.roots(function_id))
 
     def third_party(loaded: Invocation) -> set[str]:
