@@ -68,7 +68,7 @@ class Floor:
         events.put_rule(Name="lorapin-bench-floor-routed", EventBusName=self.bus, State="ENABLED",
                         EventPattern=json.dumps({"source": [ROUTED_SOURCE]}))
         events.put_targets(Rule="lorapin-bench-floor-routed", EventBusName=self.bus,
-                                Targets=[{"Id": "queue", "Arn": arn}])
+                           Targets=[{"Id": "queue", "Arn": arn}])
 
     def once(self, *, routed: bool = False) -> float:
         dynamodb, events = self.clients[routed]
